@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_USE_LEGACY_KERAS := 1
+DEMO_DIR ?= out/demo-models
+
+.PHONY: install test lint format demo soak bench clean
+
+.venv/.installed: pyproject.toml uv.lock client/pyproject.toml export/pyproject.toml serving/pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --all-packages --locked
+	@touch $@
+
+install: .venv/.installed
+
+test: install
+	$(UV) run --no-sync pytest -m "not slow"
+
+lint: install
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync mypy client/src export/src serving/src
+
+format: install
+	$(UV) run --no-sync ruff format .
+	$(UV) run --no-sync ruff check --fix .
+
+soak: install
+	$(UV) run --no-sync pytest -m slow
+
+demo: install
+	$(UV) run --no-sync python -m scann_serving.export --dataset synthetic --output $(DEMO_DIR) --model-name retrieval
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""scann_serving.client."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""scann_serving.export."""
+
+__all__: list[str] = []

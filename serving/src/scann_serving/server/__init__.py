@@ -1,0 +1,3 @@
+"""scann_serving.server."""
+
+__all__: list[str] = []
