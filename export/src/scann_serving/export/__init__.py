@@ -1,3 +1,31 @@
-"""scann_serving.export."""
+"""scann_serving.export: from interactions to a versioned, ScaNN-backed TF Serving SavedModel."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import os as _os
+
+# TFRS needs the Keras 2 API; this must be decided before TensorFlow is first imported.
+_os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from scann_serving.export._index import IndexConfig, default_config  # noqa: E402
+from scann_serving.export._manifest import (  # noqa: E402
+    ASSETS_EXTRA,
+    MANIFEST_FILENAME,
+    WARMUP_FILENAME,
+)
+from scann_serving.export._publish import (  # noqa: E402
+    VersionExistsError,
+    existing_versions,
+    next_version,
+)
+
+__all__ = [
+    "ASSETS_EXTRA",
+    "MANIFEST_FILENAME",
+    "WARMUP_FILENAME",
+    "IndexConfig",
+    "VersionExistsError",
+    "default_config",
+    "existing_versions",
+    "next_version",
+]

@@ -1,0 +1,149 @@
+"""ScaNN index configuration: one typed, validated config object and the builders for it.
+
+`IndexConfig` is the single description of a ScaNN index (tree + asymmetric hashing +
+reordering, or brute force). It is recorded in the manifest, tuned by `_tuning`, and turned
+into either a TensorFlow-op searcher (what the SavedModel carries) or an in-process pybind
+searcher (what benchmarks compare against) by the builders below, so both are always the
+same index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DISTANCE_MEASURE = "dot_product"
+#: Catalogues at or below this size are searched exhaustively: a tree buys nothing there.
+BRUTE_FORCE_MAX_CANDIDATES = 5_000
+DEFAULT_DIMENSIONS_PER_BLOCK = 2
+DEFAULT_ANISOTROPIC_THRESHOLD = 0.2
+DEFAULT_TRAINING_SAMPLE_SIZE = 250_000
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """The knobs of a ScaNN index, in TFRS's vocabulary.
+
+    Attributes:
+        num_leaves: Number of partitions of the tree (about sqrt(n)). 0 means brute force.
+        num_leaves_to_search: Partitions searched per query (recall vs latency).
+        num_reordering_candidates: Candidates re-scored exactly after hashing; bounds max k.
+        dimensions_per_block: Asymmetric-hashing block size.
+        anisotropic_quantization_threshold: ScaNN's anisotropic loss threshold (dot product).
+        training_sample_size: Points sampled to train the tree and the codebooks.
+        brute_force: Exhaustive float32 search instead of tree + hashing.
+    """
+
+    num_leaves: int = 0
+    num_leaves_to_search: int = 0
+    num_reordering_candidates: int = 100
+    dimensions_per_block: int = DEFAULT_DIMENSIONS_PER_BLOCK
+    anisotropic_quantization_threshold: float = DEFAULT_ANISOTROPIC_THRESHOLD
+    training_sample_size: int = DEFAULT_TRAINING_SAMPLE_SIZE
+    brute_force: bool = True
+
+    def validate(self, num_candidates: int, k: int) -> None:
+        """Raises `ValueError` naming the knob and the fix when the config cannot work."""
+        if num_candidates < 1:
+            raise ValueError("the candidate catalogue is empty; pass at least one candidate")
+        if k < 1 or k > num_candidates:
+            raise ValueError(f"k={k} must be between 1 and the catalogue size {num_candidates}")
+        if self.brute_force:
+            return
+        if not 1 <= self.num_leaves <= num_candidates:
+            raise ValueError(
+                f"num_leaves={self.num_leaves} must be between 1 and the catalogue size "
+                f"{num_candidates}; about sqrt(n)={round(math.sqrt(num_candidates))} is typical"
+            )
+        if not 1 <= self.num_leaves_to_search <= self.num_leaves:
+            raise ValueError(
+                f"num_leaves_to_search={self.num_leaves_to_search} must be between 1 and "
+                f"num_leaves={self.num_leaves}"
+            )
+        if self.num_reordering_candidates < k:
+            raise ValueError(
+                f"num_reordering_candidates={self.num_reordering_candidates} must be >= k={k}; "
+                "raise --num-reordering-candidates or lower k"
+            )
+        if self.dimensions_per_block < 1:
+            raise ValueError(f"dimensions_per_block={self.dimensions_per_block} must be >= 1")
+
+    def with_search(self, num_leaves_to_search: int, num_reordering_candidates: int) -> IndexConfig:
+        """A copy with other query-time knobs (what tuning varies)."""
+        return dataclasses.replace(
+            self,
+            num_leaves_to_search=num_leaves_to_search,
+            num_reordering_candidates=num_reordering_candidates,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the manifest."""
+        return {"distance_measure": DISTANCE_MEASURE, **dataclasses.asdict(self)}
+
+
+def default_config(num_candidates: int, *, k: int = 10, max_k: int = 100) -> IndexConfig:
+    """The index a catalogue of `num_candidates` gets when the user sets nothing.
+
+    About sqrt(n) leaves, searching ~5% of them, reordering enough candidates for `max_k`;
+    brute force where the catalogue is tiny.
+    """
+    reorder = max(max_k, 10 * k, 100)
+    if num_candidates <= BRUTE_FORCE_MAX_CANDIDATES:
+        return IndexConfig(brute_force=True, num_reordering_candidates=min(reorder, num_candidates))
+    leaves = max(2, round(math.sqrt(num_candidates)))
+    return IndexConfig(
+        num_leaves=leaves,
+        num_leaves_to_search=max(1, min(leaves, round(leaves * 0.05))),
+        num_reordering_candidates=reorder,
+        training_sample_size=min(num_candidates, DEFAULT_TRAINING_SAMPLE_SIZE),
+        brute_force=False,
+    )
+
+
+def _configure(builder: Any, config: IndexConfig, num_candidates: int) -> Any:
+    if config.brute_force:
+        return builder.score_brute_force()
+    builder = builder.tree(
+        num_leaves=config.num_leaves,
+        num_leaves_to_search=config.num_leaves_to_search,
+        training_sample_size=min(config.training_sample_size, num_candidates),
+    )
+    builder = builder.score_ah(
+        config.dimensions_per_block,
+        anisotropic_quantization_threshold=config.anisotropic_quantization_threshold,
+        training_sample_size=min(config.training_sample_size, num_candidates),
+    )
+    return builder.reorder(config.num_reordering_candidates)
+
+
+def build_tf_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> Any:
+    """Builds the TensorFlow-op ScaNN searcher (`scann.scann_ops`) the SavedModel carries."""
+    from scann.scann_ops.py import scann_ops
+
+    db = _as_database(embeddings)
+    config.validate(len(db), k)
+    return _configure(scann_ops.builder(db, k, DISTANCE_MEASURE), config, len(db)).build()
+
+
+def build_pybind_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> Any:
+    """Builds the same index as an in-process pybind searcher (for tuning and benchmarks)."""
+    from scann.scann_ops.py import scann_ops_pybind
+
+    db = _as_database(embeddings)
+    config.validate(len(db), k)
+    return _configure(scann_ops_pybind.builder(db, k, DISTANCE_MEASURE), config, len(db)).build()
+
+
+def _as_database(embeddings: np.ndarray) -> np.ndarray:
+    db = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if db.ndim != 2 or db.shape[0] == 0:
+        raise ValueError(
+            f"candidate embeddings must be a non-empty 2-D float array [n, dim], got shape {db.shape}"
+        )
+    if not np.isfinite(db).all():
+        raise ValueError("candidate embeddings contain NaN or Inf; fix the candidate tower output")
+    return db

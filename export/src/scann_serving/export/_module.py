@@ -1,0 +1,142 @@
+"""The exported TensorFlow module: a query tower, a ScaNN index and the four signatures.
+
+The ScaNN searcher is saved as its tensors (`ScannState` variables); each signature turns
+them back into a searcher handle with `tensors_to_scann`, whose kernel keeps the handle it
+built on the first call, so only the first (warmup) request pays for rebuilding the index.
+(A `TrackableResource` would be neater but cannot be exported: its creation function would
+have to read the state variables in the export graph.) Signature contract
+(ARCHITECTURE.md): `serving_default`, `retrieve`, `search_embedding`,
+`retrieve_with_exclusions`, each returning `identifiers` (string [batch, k]) and `scores`
+(float32 [batch, k]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from scann_serving.export._index import IndexConfig
+
+SIGNATURE_NAMES = ("serving_default", "retrieve", "search_embedding", "retrieve_with_exclusions")
+#: Batches at least this large are searched with ScaNN's multi-threaded batched search.
+PARALLEL_MIN_BATCH = 8
+
+
+class RetrievalModule(tf.Module):
+    """Two-tower retrieval: a query tower in front of a ScaNN index over the candidates.
+
+    Args:
+        query_model: Maps raw query keys (string `[batch]`) to float embeddings `[batch, dim]`.
+        identifiers: Candidate identifiers, string `[n]`, row-aligned with the index.
+        searcher: A `scann.scann_ops` TensorFlow searcher built over the candidate embeddings.
+        index_config: The searcher's config (its reordering size bounds the query-time k).
+        embedding_dim: The embedding width shared by both towers.
+        k: Number of results `serving_default` returns.
+        max_k: Largest k `retrieve` accepts.
+    """
+
+    def __init__(
+        self,
+        *,
+        query_model: Callable[[tf.Tensor], tf.Tensor],
+        identifiers: np.ndarray,
+        searcher: Any,
+        index_config: IndexConfig,
+        embedding_dim: int,
+        k: int,
+        max_k: int,
+    ) -> None:
+        super().__init__(name="scann_retrieval")
+        n = len(identifiers)
+        if not 1 <= k <= max_k <= n:
+            raise ValueError(f"need 1 <= k ({k}) <= max_k ({max_k}) <= catalogue size ({n})")
+        self.query_model = query_model
+        self.identifiers = tf.Variable(
+            np.asarray(identifiers, dtype=object).astype(bytes), trainable=False, name="identifiers"
+        )
+        self.index_state = searcher.serialize_to_module()
+        self.default_k = tf.constant(k, tf.int32)
+        self.max_k = tf.constant(max_k, tf.int32)
+        self.reordering = tf.constant(
+            0 if index_config.brute_force else index_config.num_reordering_candidates, tf.int32
+        )
+        self._build_signatures(embedding_dim)
+
+    def _build_signatures(self, dim: int) -> None:
+        query = tf.TensorSpec([None], tf.string, name="query")
+        self.serving_default = tf.function(
+            lambda query: self._retrieve(self._embed(query), self.default_k),
+            input_signature=[query],
+        )
+        self.retrieve = tf.function(
+            lambda query, k: self._retrieve(self._embed(query), self._checked_k(k)),
+            input_signature=[query, tf.TensorSpec([], tf.int32, name="k")],
+        )
+        self.search_embedding = tf.function(
+            lambda embedding: self._retrieve(self._checked_embedding(embedding), self.default_k),
+            input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding")],
+        )
+        self.retrieve_with_exclusions = tf.function(
+            lambda query, exclude: self._retrieve_excluding(self._embed(query), exclude),
+            input_signature=[query, tf.TensorSpec([None, None], tf.string, name="exclude")],
+        )
+
+    def signatures(self) -> dict[str, Any]:
+        """The concrete functions to pass to `tf.saved_model.save(signatures=...)`."""
+        return {name: getattr(self, name).get_concrete_function() for name in SIGNATURE_NAMES}
+
+    def _embed(self, query: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.query_model(query), tf.float32)
+
+    def _checked_k(self, k: tf.Tensor) -> tf.Tensor:
+        message = "k must be between 1 and max_k (the exported bound); lower k or re-export with a larger --max-k"
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_greater_equal(k, 1, message=message),
+                tf.debugging.assert_less_equal(k, self.max_k, message=message),
+            ]
+        ):
+            return tf.identity(k)
+
+    def _checked_embedding(self, embedding: tf.Tensor) -> tf.Tensor:
+        check = tf.debugging.assert_all_finite(
+            embedding, message="embedding contains NaN or Inf; send finite float32 values"
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(embedding)
+
+    def _search(self, embeddings: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        pre_reorder = tf.where(self.reordering > 0, tf.maximum(k, self.reordering), -1)
+        parallel = tf.shape(embeddings)[0] >= PARALLEL_MIN_BATCH
+        from scann.scann_ops.py import scann_ops
+
+        handle = self.index_state.recreate_handle()
+        indices, scores = scann_ops.scann_search_batched(
+            handle, embeddings, k, pre_reorder, -1, parallel
+        )
+        return indices, scores
+
+    def _retrieve(self, embeddings: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        indices, scores = self._search(embeddings, k)
+        return {
+            "identifiers": tf.gather(self.identifiers, tf.cast(indices, tf.int32)),
+            "scores": scores,
+        }
+
+    def _retrieve_excluding(self, embeddings: tf.Tensor, exclude: tf.Tensor) -> dict[str, tf.Tensor]:
+        # Over-fetch by the number of exclusions, drop the excluded, keep the best k in order.
+        n_candidates = tf.shape(self.identifiers)[0]
+        k = self.default_k
+        fetch = tf.minimum(k + tf.shape(exclude)[1], n_candidates)
+        indices, scores = self._search(embeddings, fetch)
+        found = tf.gather(self.identifiers, tf.cast(indices, tf.int32))
+        excluded = tf.reduce_any(found[:, :, None] == exclude[:, None, :], axis=2)
+        masked = tf.where(excluded, tf.fill(tf.shape(scores), -np.inf), scores)
+        top = tf.math.top_k(masked, k=tf.minimum(k, fetch))
+        return {
+            "identifiers": tf.gather(found, top.indices, batch_dims=1),
+            "scores": top.values,
+        }

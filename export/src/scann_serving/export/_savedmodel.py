@@ -1,0 +1,110 @@
+"""Saving a `RetrievalModule` as a TF Serving version: SavedModel, warmup requests, manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from scann_serving.export._module import SIGNATURE_NAMES, RetrievalModule
+from scann_serving.export._publish import publish
+
+#: The op namespace ScaNN's TensorFlow ops live in; SavedModel refuses it unless allowlisted.
+SCANN_OP_NAMESPACE = "Scann"
+SAVE_OPTIONS_KWARGS = {"namespace_whitelist": [SCANN_OP_NAMESPACE]}
+
+
+def save_module(module: RetrievalModule, directory: Path) -> None:
+    """Saves the module with its four signatures and the Scann op namespace allowlisted."""
+    tf.saved_model.save(
+        module,
+        str(directory),
+        signatures=module.signatures(),
+        options=tf.saved_model.SaveOptions(**SAVE_OPTIONS_KWARGS),
+    )
+
+
+def signature_summary(module: RetrievalModule) -> dict[str, Any]:
+    """Input/output names, dtypes and shapes of each signature, for the manifest."""
+    summary: dict[str, Any] = {}
+    for name, fn in module.signatures().items():
+        inputs = {
+            spec.name: {"dtype": spec.dtype.name, "shape": _shape(spec.shape)}
+            for spec in fn.structured_input_signature[1].values()
+        }
+        outputs = {
+            key: {"dtype": spec.dtype.name, "shape": _shape(spec.shape)}
+            for key, spec in fn.structured_outputs.items()
+        }
+        summary[name] = {"inputs": inputs, "outputs": outputs}
+    return summary
+
+
+def _shape(shape: tf.TensorShape) -> list[int] | None:
+    return None if shape.rank is None else [-1 if d is None else int(d) for d in shape.as_list()]
+
+
+def warmup_requests(
+    model_name: str,
+    queries: Sequence[str],
+    embeddings: np.ndarray,
+    *,
+    k: int,
+    max_k: int,
+) -> list[Any]:
+    """PredictRequests touching every signature, so each is traced and the index is hot.
+
+    Covers single queries and a batch, the default and the largest k, and exclusions.
+    """
+    from tensorflow_serving.apis import predict_pb2
+
+    def request(signature: str, **inputs: Any) -> Any:
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = model_name
+        req.model_spec.signature_name = signature
+        for key, value in inputs.items():
+            req.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return req
+
+    qs = [str(q) for q in queries] or ["warmup"]
+    batch = np.asarray(qs[:8], dtype=object)
+    emb = np.asarray(embeddings, dtype=np.float32)
+    requests = []
+    for q in qs[:4]:
+        requests.append(request("serving_default", query=np.asarray([q], dtype=object)))
+    requests += [
+        request("serving_default", query=batch),
+        request("retrieve", query=batch, k=np.int32(k)),
+        request("retrieve", query=batch[:1], k=np.int32(max_k)),
+        request("search_embedding", embedding=emb[:1]),
+        request("search_embedding", embedding=emb[:8]),
+        request(
+            "retrieve_with_exclusions",
+            query=batch[:2],
+            exclude=np.asarray([["__none__"]] * len(batch[:2]), dtype=object),
+        ),
+    ]
+    return requests
+
+
+def export_version(
+    module: RetrievalModule,
+    base_path: Path | str,
+    *,
+    manifest: dict[str, Any],
+    warmup: Sequence[Any],
+    version: int | None = None,
+) -> Path:
+    """Publishes `module` as the next (or the given) version under `base_path`, atomically."""
+    manifest.setdefault("signatures", signature_summary(module))
+    assert set(manifest["signatures"]) == set(SIGNATURE_NAMES)
+    return publish(
+        base_path,
+        lambda staging: save_module(module, staging),
+        version=version,
+        manifest=manifest,
+        warmup_requests=warmup,
+    )

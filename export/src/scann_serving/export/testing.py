@@ -1,0 +1,131 @@
+"""Small real models for tests and examples: a real ScaNN SavedModel version in seconds.
+
+`make_tiny_version` skips training (the query tower is a lookup table of random
+embeddings) but is otherwise exactly what `scann-export` publishes: the same module, the
+four signatures, warmup requests, manifest and atomic publish.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scann_serving.export._index import IndexConfig, build_tf_searcher, default_config
+from scann_serving.export._manifest import build_manifest, fingerprint
+
+__all__ = ["TinyModelSpec", "make_tiny_version", "tiny_spec"]
+
+
+class TinyModelSpec:
+    """The data behind a tiny model, to compute expected results in tests.
+
+    Attributes:
+        users: Query keys, string `[num_users]`.
+        user_embeddings: float32 `[num_users, dim]` (unknown users embed to zeros).
+        identifiers: Candidate identifiers, string `[num_items]`.
+        item_embeddings: float32 `[num_items, dim]`.
+    """
+
+    def __init__(self, num_users: int, num_items: int, dim: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.users = np.asarray([str(i) for i in range(1, num_users + 1)], dtype=object)
+        self.user_embeddings = rng.standard_normal((num_users, dim)).astype(np.float32)
+        self.identifiers = np.asarray([f"item_{i}" for i in range(num_items)], dtype=object)
+        self.item_embeddings = rng.standard_normal((num_items, dim)).astype(np.float32)
+        self.dim = dim
+
+    def embed(self, queries: list[str]) -> np.ndarray:
+        """The query tower, in numpy."""
+        index = {u: i for i, u in enumerate(self.users)}
+        out = np.zeros((len(queries), self.dim), np.float32)
+        for row, q in enumerate(queries):
+            if q in index:
+                out[row] = self.user_embeddings[index[q]]
+        return out
+
+    def brute_force(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k identifiers and scores by dot product."""
+        scores = self.embed(queries) @ self.item_embeddings.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return self.identifiers[top], np.take_along_axis(scores, top, axis=1)
+
+
+def tiny_spec(num_users: int = 50, num_items: int = 300, dim: int = 8, seed: int = 0) -> TinyModelSpec:
+    """The deterministic data of a tiny model."""
+    return TinyModelSpec(num_users, num_items, dim, seed)
+
+
+def _lookup_tower(spec: TinyModelSpec) -> Any:
+    import tensorflow as tf
+
+    class LookupTower(tf.Module):
+        def __init__(self) -> None:
+            super().__init__(name="query_tower")
+            self.table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(spec.users.astype(bytes)),
+                    tf.range(len(spec.users), dtype=tf.int64),
+                ),
+                default_value=-1,
+            )
+            zeros = np.zeros((1, spec.dim), np.float32)
+            self.embeddings = tf.Variable(np.concatenate([spec.user_embeddings, zeros]), name="emb")
+
+        def __call__(self, query: tf.Tensor) -> tf.Tensor:
+            rows = self.table.lookup(query)
+            rows = tf.where(rows < 0, tf.cast(len(spec.users), tf.int64), rows)
+            return tf.gather(self.embeddings, rows)
+
+    return LookupTower()
+
+
+def make_tiny_version(
+    base_path: Path | str,
+    *,
+    model_name: str = "retrieval",
+    version: int | None = None,
+    spec: TinyModelSpec | None = None,
+    k: int = 10,
+    max_k: int = 50,
+    index_config: IndexConfig | None = None,
+) -> Path:
+    """Publishes a small real ScaNN retrieval model under `base_path` and returns its directory.
+
+    By default 50 users x 300 items x 8 dims, brute-force ScaNN (exact results, so tests
+    can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index.
+    """
+    from scann_serving.export._module import RetrievalModule
+    from scann_serving.export._savedmodel import export_version, warmup_requests
+
+    spec = spec or tiny_spec()
+    config = index_config or default_config(len(spec.identifiers), k=k, max_k=max_k)
+    searcher = build_tf_searcher(spec.item_embeddings, config, k)
+    module = RetrievalModule(
+        query_model=_lookup_tower(spec),
+        identifiers=spec.identifiers,
+        searcher=searcher,
+        index_config=config,
+        embedding_dim=spec.dim,
+        k=k,
+        max_k=max_k,
+    )
+    manifest = build_manifest(
+        model_name=model_name,
+        k=k,
+        max_k=max_k,
+        num_candidates=len(spec.identifiers),
+        embedding_dim=spec.dim,
+        index=config.to_dict(),
+        signatures={},
+        dataset={
+            "name": "tiny",
+            "fingerprint": fingerprint([spec.item_embeddings.tobytes(), spec.user_embeddings.tobytes()]),
+        },
+    )
+    del manifest["signatures"]
+    warmup = warmup_requests(
+        model_name, list(spec.users[:8]), spec.user_embeddings[:8], k=k, max_k=max_k
+    )
+    return export_version(module, base_path, manifest=manifest, warmup=warmup, version=version)

@@ -1,0 +1,46 @@
+"""Session-wide fixtures shared by every test folder.
+
+TensorFlow takes seconds to import and a model seconds to build, so the expensive things
+here are session-scoped and built once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Before anything imports TensorFlow: quiet logs, and the Keras 2 API TFRS needs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL_NAME = "retrieval"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    """The data behind `tiny_model_base` (users, items, embeddings, brute-force truth)."""
+    from scann_serving.export.testing import tiny_spec as make_spec
+
+    return make_spec()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_base(tmp_path_factory: pytest.TempPathFactory, tiny_spec) -> Path:
+    """A model base path holding version 1 of a tiny real ScaNN model named `retrieval`.
+
+    Read-only for tests: copy it (shutil.copytree) before adding or breaking versions.
+    """
+    from scann_serving.export.testing import make_tiny_version
+
+    base = tmp_path_factory.mktemp("tiny_model") / TINY_MODEL_NAME
+    make_tiny_version(base, model_name=TINY_MODEL_NAME, spec=tiny_spec)
+    return base
