@@ -1,0 +1,62 @@
+"""The workspace contract: layout, the single place of the pins, the namespace package."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"client": "client", "export": "export", "serving": "server"}
+
+
+def _pyproject(path: Path) -> dict:
+    return tomllib.loads(path.read_text())
+
+
+def _requirements(folder: str) -> dict[str, str]:
+    deps = _pyproject(ROOT / folder / "pyproject.toml")["project"]["dependencies"]
+    parsed = {}
+    for dep in deps:
+        name, _, spec = dep.partition("==")
+        parsed[name.split("[")[0].strip()] = spec.strip()
+    return parsed
+
+
+def test_three_distributions_share_one_namespace() -> None:
+    for folder, module in PACKAGES.items():
+        src = ROOT / folder / "src" / "scann_serving"
+        assert not (src / "__init__.py").exists(), f"{src} must stay a PEP 420 namespace"
+        assert (src / module / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("folder", ["export", "serving"])
+def test_tensorflow_side_pins_match_the_single_source(folder: str) -> None:
+    pins = _pyproject(ROOT / "pyproject.toml")["tool"]["scann-serving"]["pins"]
+    reqs = _requirements(folder)
+    assert reqs["tensorflow"] == pins["tensorflow"]
+    assert reqs["scann"] == pins["scann"]
+    assert reqs["tensorflow-serving-api"] == pins["tensorflow-serving-api"]
+    if folder == "export":
+        assert reqs["tf-keras"] == pins["tf-keras"]
+
+
+def test_client_never_depends_on_tensorflow() -> None:
+    names = set(_requirements("client"))
+    assert not {n for n in names if n.startswith("tensorflow") or n in {"scann", "tf-keras"}}
+
+
+def test_installed_runtime_matches_the_pins() -> None:
+    import importlib.metadata as md
+
+    pins = _pyproject(ROOT / "pyproject.toml")["tool"]["scann-serving"]["pins"]
+    assert md.version("scann") == pins["scann"]
+    for dist in ("tensorflow", "tf-keras", "tensorflow-serving-api"):
+        assert md.version(dist).startswith(pins[dist].rstrip("*"))
+
+
+def test_ci_entry_runs_make_test() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+    assert "make test" in (ROOT / "README.md").read_text()
