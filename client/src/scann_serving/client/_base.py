@@ -1,0 +1,203 @@
+"""`BaseRetrievalClient`: every step of a call except the I/O, shared by both clients.
+
+The sync `RetrievalClient` and the asyncio `AsyncRetrievalClient` differ only in how they
+send a request; choosing the signature, validating arguments, building the request,
+reading the response and caching the metadata all happen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scann_serving.client import _validate as check
+from scann_serving.client._config import (
+    DEFAULT_KEEPALIVE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    TLS,
+    Keepalive,
+    RetryPolicy,
+    TimeoutTypes,
+    Unset,
+    channel_options,
+)
+from scann_serving.client._errors import InvalidRequest
+from scann_serving.client._proto import tf_serving_pb2 as pb
+from scann_serving.client._protocol import (
+    MANIFEST_FIELD,
+    SIGNATURE_DEF_FIELD,
+    model_spec,
+    parse_predict,
+)
+from scann_serving.client._tensors import float32_tensor, int32_scalar, string_matrix, string_tensor
+from scann_serving.client._types import ModelMetadata, RetrievalResult
+from scann_serving.client._validate import Exclusions, Queries
+
+#: The four signatures of the retrieval contract (ARCHITECTURE.md).
+SERVING_DEFAULT = "serving_default"
+RETRIEVE = "retrieve"
+SEARCH_EMBEDDING = "search_embedding"
+RETRIEVE_WITH_EXCLUSIONS = "retrieve_with_exclusions"
+_USER_AGENT = "scann-serving-client/0.1"
+
+_Key = tuple[int | None, str | None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A Predict request ready to send, and how to read its answer."""
+
+    request: pb.PredictRequest
+    signature: str
+    cut: int | None = None
+
+
+class BaseRetrievalClient:
+    """Configuration, validation and message building shared by the sync and async clients.
+
+    Args:
+        target: gRPC target: `host:port`, or `dns:///svc.ns.svc.cluster.local:8500` to
+            balance round-robin over every pod behind a Kubernetes headless Service.
+        model: The served model's name.
+        timeout: Default deadline per RPC in seconds; `None` for no deadline.
+        tls: TLS / mTLS settings; `None` for a plaintext channel.
+        retry: Retry policy for UNAVAILABLE (gRPC service config); `None` disables retries.
+        keepalive: HTTP/2 keepalive settings; `None` for gRPC's defaults.
+        max_message_bytes: Send and receive size limit; raise it for very large batch * k.
+        load_balancing: gRPC load-balancing policy (`round_robin` or `pick_first`).
+        metadata: Extra request headers sent with every call, e.g. `[("authorization", ...)]`.
+        options: Extra gRPC channel arguments, appended to the client's own.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        model: str,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        tls: TLS | None = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        keepalive: Keepalive | None = DEFAULT_KEEPALIVE,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        load_balancing: str = "round_robin",
+        metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if not target or not isinstance(target, str):
+            raise InvalidRequest(f"target={target!r}: pass 'host:port' or 'dns:///host:port'")
+        if not model or not isinstance(model, str):
+            raise InvalidRequest(f"model={model!r}: pass the served model's name")
+        if timeout is not None and timeout <= 0:
+            raise InvalidRequest(f"timeout={timeout}: pass seconds > 0, or None for no deadline")
+        self._target = target
+        self._model = model
+        self._timeout = timeout
+        self._tls = tls
+        self._call_metadata = tuple(metadata)
+        self._options = channel_options(
+            retry=retry,
+            keepalive=keepalive,
+            max_message_bytes=max_message_bytes,
+            load_balancing=load_balancing,
+            tls=tls,
+            user_agent=_USER_AGENT,
+        ) + list(options)
+        self._metadata_cache: dict[_Key, ModelMetadata] = {}
+
+    @property
+    def target(self) -> str:
+        """The gRPC target the client talks to."""
+        return self._target
+
+    @property
+    def model(self) -> str:
+        """The model the client queries."""
+        return self._model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._target!r}, model={self._model!r})"
+
+    def _deadline(self, timeout: TimeoutTypes) -> float | None:
+        if isinstance(timeout, Unset):
+            return self._timeout
+        if timeout is not None and timeout <= 0:
+            raise InvalidRequest(f"timeout={timeout}: pass seconds > 0, or None for no deadline")
+        return timeout
+
+    @staticmethod
+    def _key(version: int | None, label: str | None) -> _Key:
+        if version is not None and label is not None:
+            raise InvalidRequest("pass version or label, not both")
+        if version is not None and (isinstance(version, bool) or version < 1):
+            raise InvalidRequest(f"version={version!r}: versions are positive ints")
+        return (version, label)
+
+    def _metadata_requests(self, key: _Key) -> list[pb.GetModelMetadataRequest]:
+        """First with the export manifest (scann-serve), then without (TF Serving)."""
+        spec = model_spec(self._model, version=key[0], label=key[1])
+        return [
+            pb.GetModelMetadataRequest(
+                model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD, MANIFEST_FIELD]
+            ),
+            pb.GetModelMetadataRequest(model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD]),
+        ]
+
+    def _status_request(self, version: int | None) -> pb.GetModelStatusRequest:
+        self._key(version, None)
+        return pb.GetModelStatusRequest(model_spec=model_spec(self._model, version=version))
+
+    def _predict(self, key: _Key, signature: str, inputs: dict[str, Any]) -> pb.PredictRequest:
+        spec = model_spec(self._model, version=key[0], label=key[1], signature=signature)
+        request = pb.PredictRequest(model_spec=spec)
+        for name, tensor in inputs.items():
+            request.inputs[name].CopyFrom(tensor)
+        return request
+
+    def _plan_retrieve(
+        self,
+        meta: ModelMetadata,
+        key: _Key,
+        queries: Queries,
+        k: int | None,
+        exclude: Exclusions | None,
+    ) -> Plan:
+        keys = check.query_keys(queries)
+        if exclude is not None:
+            sig = check.signature(meta, RETRIEVE_WITH_EXCLUSIONS)
+            cut = None if k is None else check.check_cut(k, meta, sig.name)
+            inputs = {
+                check.input_name(sig, "query", "DT_STRING", 1): string_tensor(keys),
+                check.input_name(sig, "exclude", "DT_STRING", 2): string_matrix(
+                    check.exclusion_rows(exclude, len(keys))
+                ),
+            }
+            return Plan(self._predict(key, sig.name, inputs), sig.name, cut)
+        if k is None:
+            sig = check.signature(meta, SERVING_DEFAULT)
+            inputs = {check.input_name(sig, "query", "DT_STRING", 1): string_tensor(keys)}
+            return Plan(self._predict(key, sig.name, inputs), sig.name)
+        sig = check.signature(meta, RETRIEVE)
+        inputs = {
+            check.input_name(sig, "query", "DT_STRING", 1): string_tensor(keys),
+            check.input_name(sig, "k", "DT_INT32", 0): int32_scalar(check.check_k(k, meta)),
+        }
+        return Plan(self._predict(key, sig.name, inputs), sig.name)
+
+    def _plan_search(self, meta: ModelMetadata, key: _Key, embeddings: Any, k: int | None) -> Plan:
+        sig = check.signature(meta, SEARCH_EMBEDDING)
+        array = check.embedding_batch(embeddings, meta)
+        cut = None if k is None else check.check_cut(k, meta, sig.name)
+        inputs = {check.input_name(sig, "embedding", "DT_FLOAT", 2): float32_tensor(array)}
+        return Plan(self._predict(key, sig.name, inputs), sig.name, cut)
+
+    def _result(self, plan: Plan, response: pb.PredictResponse) -> RetrievalResult:
+        result = parse_predict(response, model=self._model, signature=plan.signature, k=plan.cut)
+        if plan.cut is not None and result.k < plan.cut:
+            raise InvalidRequest(
+                f"k={plan.cut}: signature {plan.signature!r} returned only {result.k} "
+                "candidates per query (the exported k); pass a smaller k"
+            )
+        return result

@@ -1,0 +1,101 @@
+"""Conversions between Python/numpy values and `tensorflow.TensorProto` (no TensorFlow needed).
+
+Encodings follow TensorFlow's `make_tensor_proto` / `make_ndarray`: strings go in
+`string_val`, numbers in little-endian `tensor_content` (or the typed `*_val` field, where
+one value stands for a tensor filled with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from scann_serving.client._proto import tf_framework_pb2 as fw
+
+#: numpy dtype of each numeric DataType the client decodes.
+_NUMPY_DTYPES: dict[int, np.dtype] = {
+    fw.DT_FLOAT: np.dtype("<f4"),
+    fw.DT_DOUBLE: np.dtype("<f8"),
+    fw.DT_INT32: np.dtype("<i4"),
+    fw.DT_INT64: np.dtype("<i8"),
+    fw.DT_BOOL: np.dtype("?"),
+}
+#: The repeated field holding the values of each numeric DataType.
+_VALUE_FIELDS: dict[int, str] = {
+    fw.DT_FLOAT: "float_val",
+    fw.DT_DOUBLE: "double_val",
+    fw.DT_INT32: "int_val",
+    fw.DT_INT64: "int64_val",
+    fw.DT_BOOL: "bool_val",
+}
+
+
+def _shape(proto: fw.TensorProto, dims: Sequence[int]) -> None:
+    for size in dims:
+        proto.tensor_shape.dim.add(size=int(size))
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def string_tensor(values: Sequence[str | bytes]) -> fw.TensorProto:
+    """A DT_STRING vector `[len(values)]`."""
+    proto = fw.TensorProto(dtype=fw.DT_STRING)
+    _shape(proto, [len(values)])
+    proto.string_val.extend(_as_bytes(v) for v in values)
+    return proto
+
+
+def string_matrix(rows: Sequence[Sequence[str | bytes]]) -> fw.TensorProto:
+    """A DT_STRING matrix `[len(rows), longest row]`; short rows are padded with b"".
+
+    The padding never matches a candidate identifier (exported identifiers are non-empty).
+    """
+    width = max((len(row) for row in rows), default=0)
+    proto = fw.TensorProto(dtype=fw.DT_STRING)
+    _shape(proto, [len(rows), width])
+    for row in rows:
+        proto.string_val.extend(_as_bytes(v) for v in row)
+        proto.string_val.extend(b"" for _ in range(width - len(row)))
+    return proto
+
+
+def int32_scalar(value: int) -> fw.TensorProto:
+    """A DT_INT32 scalar (shape `[]`)."""
+    return fw.TensorProto(dtype=fw.DT_INT32, int_val=[value])
+
+
+def float32_tensor(array: np.ndarray) -> fw.TensorProto:
+    """A DT_FLOAT tensor of `array`'s shape, as little-endian bytes in `tensor_content`."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    proto = fw.TensorProto(dtype=fw.DT_FLOAT, tensor_content=data.tobytes())
+    _shape(proto, data.shape)
+    return proto
+
+
+def to_numpy(proto: fw.TensorProto) -> np.ndarray:
+    """Decode a TensorProto: DT_STRING becomes a `str` array, numbers their numpy dtype.
+
+    Raises:
+        ValueError: for a dtype the client does not decode, or values not matching the shape.
+    """
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    size = int(np.prod(shape, dtype=np.int64))
+    if proto.dtype == fw.DT_STRING:
+        values = np.array([v.decode("utf-8", "replace") for v in proto.string_val], dtype=str)
+    elif proto.dtype in _NUMPY_DTYPES:
+        dtype = _NUMPY_DTYPES[proto.dtype]
+        if proto.tensor_content:
+            values = np.frombuffer(proto.tensor_content, dtype=dtype)
+        else:
+            values = np.asarray(getattr(proto, _VALUE_FIELDS[proto.dtype]), dtype=dtype)
+    else:
+        name = fw.DataType.Name(proto.dtype) if proto.dtype in fw.DataType.values() else proto.dtype
+        raise ValueError(f"cannot decode a tensor of dtype {name}")
+    if values.size == 1 and size != 1:
+        values = np.full(size, values[0], dtype=values.dtype)
+    if values.size != size:
+        raise ValueError(f"tensor holds {values.size} values for shape {list(shape)}")
+    return values.reshape(shape).astype(values.dtype.newbyteorder("="), copy=False)
