@@ -1,0 +1,187 @@
+"""The scann-serve image's entrypoint starts a REAL scann-serve that answers queries.
+
+Run here with the image's ENV (from docker/scann-serve.Dockerfile), the tiny real ScaNN
+model, and (second test) the exact flags of the Kubernetes overlay with its ConfigMap files.
+Queried with tensorflow-serving-api's stubs (the independent reference client) and checked
+against brute force; the smoke test script (BUILD.md) is run against the same model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from _docker_support import DOCKER_DIR, DOCKERFILES, free_port, image_entrypoint, one
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+STARTUP_TIMEOUT_S = 180
+DRAIN_FOR_TEST_S = 2
+
+
+@pytest.fixture(scope="session")
+def scann_serve() -> str:
+    """The scann-serve executable; session-scoped so a missing server skips before the
+    (session-scoped) tiny model is built."""
+    path = shutil.which("scann-serve")
+    if path is None:
+        pytest.skip("scann-serve is not installed (serving/ distribution)")
+    run = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        pytest.skip(f"scann-serve is not runnable yet: {run.stderr.strip()[-200:]}")
+    return path
+
+
+class Server:
+    """A server process started through the image's entrypoint script."""
+
+    def __init__(self, env: Mapping[str, str], args: Sequence[str], log: Path) -> None:
+        script, image_env = image_entrypoint(DOCKERFILES["scann-serve"])
+        self.grpc_port, self.rest_port = free_port(), free_port()
+        argv = [str(script), *args, f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}"]
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv, env={**os.environ, **image_env, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+
+    def wait_serving(self) -> None:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"server exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"not SERVING after {STARTUP_TIMEOUT_S}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(env: Mapping[str, str], args: Sequence[str] = ()) -> Server:
+        server = Server(env, args, tmp_path / f"server{len(servers)}.log")
+        servers.append(server)
+        server.wait_serving()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _assert_answers_like_brute_force(server: Server, model: str, tiny_spec: Any) -> None:
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    queries = ["1", "7"]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["query"].CopyFrom(
+        tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(queries))]
+            ),
+            string_val=[q.encode() for q in queries],
+        )
+    )
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    response = stub.Predict(request, timeout=30)
+    ids = np.array([s.decode() for s in response.outputs["identifiers"].string_val])
+    ids = ids.reshape(len(queries), -1)
+    expected, _ = tiny_spec.brute_force(queries, k=ids.shape[1])
+    np.testing.assert_array_equal(ids, expected)
+    status = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}", timeout=10)
+    assert status.status_code == 200
+    assert "AVAILABLE" in {v["state"] for v in status.json()["model_version_status"]}
+
+
+def test_entrypoint_with_image_env_serves_the_model(
+    scann_serve: str, start_server: Any, tiny_model_base: Path, tiny_spec: Any
+) -> None:
+    """The tensorflow/serving contract: MODEL_NAME + MODEL_BASE_PATH and nothing else."""
+    env = {"MODEL_NAME": tiny_model_base.name, "MODEL_BASE_PATH": str(tiny_model_base.parent)}
+    server = start_server(env)
+    _assert_answers_like_brute_force(server, tiny_model_base.name, tiny_spec)
+
+
+def _overlay_files(rendered: dict[str, Any], tmp_path: Path, model_root: Path) -> tuple[dict[str, str], list[str]]:
+    """The scann-serve overlay's env and args, with its ConfigMap written under tmp_path and
+    the in-cluster paths (/etc/scann-serving, /models) mapped to local directories."""
+    docs = rendered["scann-serve"]
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    for key, text in config_map["data"].items():
+        (config_dir / key).write_text(text.replace(f'"{mounts["models"]}/', f'"{model_root}/'))
+    args = [a.replace(mounts["config"], str(config_dir)) for a in container["args"]]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env["MODEL_BASE_PATH"] = str(model_root)
+    return env, args
+
+
+def test_overlay_flags_and_configmaps_serve_and_drain(
+    scann_serve: str, start_server: Any, rendered: Any, tiny_model_base: Path, tiny_spec: Any,
+    tmp_path: Path,
+) -> None:
+    """The exact Kubernetes args (model config, batching, monitoring, drain) on a real server."""
+    env, args = _overlay_files(rendered, tmp_path, tiny_model_base.parent)
+    server = start_server(env, [*args, f"--drain_grace_seconds={DRAIN_FOR_TEST_S}"])
+    _assert_answers_like_brute_force(server, env["MODEL_NAME"], tiny_spec)
+    metrics_path = next(a for a in args if a.startswith("--monitoring_config_file="))
+    assert metrics_path
+    metrics = requests.get(
+        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=10
+    )
+    assert metrics.status_code == 200 and "# TYPE" in metrics.text
+    # SIGTERM (what the kubelet sends after preStop): exits cleanly within its drain budget,
+    # which is what terminationGracePeriodSeconds is sized from.
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=DRAIN_FOR_TEST_S + 30)
+    assert code == 0, server.log.read_text()[-2000:]
+    assert time.monotonic() - started <= DRAIN_FOR_TEST_S + 5
+
+
+def test_smoke_test_script_passes_locally(scann_serve: str, tiny_model_base: Path) -> None:
+    """docker/smoke_test.sh (BUILD.md) in its local mode: serve, scann-query, REST, SIGTERM."""
+    if shutil.which("scann-query") is None:
+        pytest.skip("scann-query (client) is not installed")
+    query_help = subprocess.run(["scann-query", "--help"], capture_output=True, timeout=60)
+    if query_help.returncode != 0:
+        pytest.skip("scann-query is not runnable yet")
+    run = subprocess.run(
+        [str(DOCKER_DIR / "smoke_test.sh"), "--runner", "local",
+         "--model-base", str(tiny_model_base.parent), "--model-name", tiny_model_base.name,
+         "--query", "3", "-k", "5", "--timeout", str(STARTUP_TIMEOUT_S)],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S + 60,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "smoke_test: PASSED" in run.stdout
