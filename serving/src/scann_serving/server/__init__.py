@@ -1,3 +1,40 @@
-"""scann_serving.server."""
+"""scann_serving.server: `scann-serve`, a ScaNN model server with TensorFlow Serving's API.
 
-__all__: list[str] = []
+Public surface: the `main` entry point, the frozen `ServerConfig` that flags become, the
+flag parser, and the domain error tree the core raises (mapped to gRPC/HTTP statuses).
+"""
+
+from scann_serving.server._cli import build_parser, config_from_args, main
+from scann_serving.server._config import BatchingConfig, ConfigError, ServerConfig, TlsConfig
+from scann_serving.server._errors import (
+    HTTP_STATUS_BY_CODE,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServingError,
+    Unavailable,
+    Unimplemented,
+)
+
+__all__ = [
+    "HTTP_STATUS_BY_CODE",
+    "BatchingConfig",
+    "ConfigError",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "ResourceExhausted",
+    "ServerConfig",
+    "ServingError",
+    "TlsConfig",
+    "Unavailable",
+    "Unimplemented",
+    "build_parser",
+    "config_from_args",
+    "main",
+]

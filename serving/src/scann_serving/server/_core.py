@@ -1,0 +1,240 @@
+"""The serving core: predict, metadata, status and reload over the model manager.
+
+Knows nothing about gRPC or HTTP (kserve's dataplane): adapters turn wire requests into
+`PredictCall`s, call here, and map `ServingError`s to statuses through `_errors`.
+Lifecycle: `ready()` (every model has a warmed version), `begin_drain()` (refuse new
+calls), `wait_idle()` (in-flight calls finished).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scann_serving.server._batching import Batcher
+from scann_serving.server._config import ConfigError
+from scann_serving.server._errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ServingError,
+    Unavailable,
+    Unimplemented,
+)
+from scann_serving.server._manager import ModelManager, VersionRecord
+from scann_serving.server._metrics import Metrics
+from scann_serving.server._model import DEFAULT_SIGNATURE, ServableVersion, Signature
+
+METHOD_CLASSIFY = "tensorflow/serving/classify"
+METHOD_REGRESS = "tensorflow/serving/regress"
+METHOD_PREDICT = "tensorflow/serving/predict"
+METADATA_FIELDS = ("signature_def", "scann_manifest")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model_spec: name plus at most one of version / label (neither: the latest)."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictCall:
+    """A predict request in domain terms (inputs are numpy; strings as object arrays of bytes)."""
+
+    model: ModelRef
+    signature: str
+    inputs: dict[str, np.ndarray]
+    output_filter: tuple[str, ...] = ()
+    deadline: float | None = None  # time.monotonic() seconds
+    api: str = "grpc"
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Outputs of a predict call and the version that computed them."""
+
+    model: str
+    version: int
+    signature: str
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class MetadataResult:
+    """What GetModelMetadata reports: the SignatureDefs and the ScaNN manifest (k, max_k, ...)."""
+
+    model: str
+    version: int
+    signature_defs: dict[str, Any]
+    manifest: dict[str, Any] | None
+
+
+class ServingCore:
+    """Predict / metadata / status / reload, with draining and deadlines."""
+
+    def __init__(self, manager: ModelManager, metrics: Metrics, batcher: Batcher | None) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.batcher = batcher
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
+        self._draining = False
+
+    # --- lifecycle -----------------------------------------------------------------
+    def ready(self) -> bool:
+        """Healthy: not draining and every configured model has a warmed AVAILABLE version."""
+        return not self._draining and self.manager.all_ready()
+
+    def begin_drain(self) -> None:
+        """Refuse new calls from now on (in-flight ones finish)."""
+        with self._lock:
+            self._draining = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits until no call is in flight; False if `timeout` seconds passed first."""
+        end = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _enter(self) -> None:
+        with self._lock:
+            if self._draining:
+                raise Unavailable("server is shutting down; retry (on another replica)")
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
+
+    # --- predict -------------------------------------------------------------------
+    def _prepare(self, call: PredictCall) -> tuple[ServableVersion, Signature, int]:
+        if call.deadline is not None and time.monotonic() > call.deadline:
+            raise DeadlineExceeded("deadline expired before the request was computed")
+        servable = self.manager.resolve(call.model.name, call.model.version, call.model.label)
+        signature = servable.signature(call.signature)
+        rows = servable.validate(signature, call.inputs)
+        return servable, signature, rows
+
+    def predict(self, call: PredictCall) -> PredictResult:
+        """Runs one predict call to completion (through the batcher when batching is on)."""
+        if self.batcher is not None:
+            return self.submit(call).result()
+        started = time.perf_counter()
+        self._enter()
+        servable: ServableVersion | None = None
+        status = "OK"
+        try:
+            servable, signature, _ = self._prepare(call)
+            outputs = servable.run(signature, call.inputs, list(call.output_filter) or None)
+            return PredictResult(servable.name, servable.version, signature.name, outputs)
+        except Exception as exc:
+            status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
+            raise
+        finally:
+            self._leave()
+            self._record(call, servable, status, started)
+
+    def submit(self, call: PredictCall) -> Future[PredictResult]:
+        """Queues the call on the batcher; the Future holds the result or a ServingError."""
+        assert self.batcher is not None
+        started = time.perf_counter()
+        self._enter()
+        try:
+            servable, signature, rows = self._prepare(call)
+            inner = self.batcher.submit(
+                servable,
+                signature,
+                call.inputs,
+                rows,
+                list(call.output_filter) or None,
+                call.deadline,
+            )
+        except Exception as exc:
+            self._leave()
+            self._record(
+                call, None, exc.code if isinstance(exc, ServingError) else "INTERNAL", started
+            )
+            raise
+        outer: Future[PredictResult] = Future()
+
+        def done(f: Future[dict[str, np.ndarray]]) -> None:
+            self._leave()
+            exc = f.exception() if not f.cancelled() else Unavailable("cancelled")
+            status = "OK" if exc is None else getattr(exc, "code", "INTERNAL")
+            self._record(call, servable, status, started)
+            if exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(
+                    PredictResult(servable.name, servable.version, signature.name, f.result())
+                )
+
+        inner.add_done_callback(done)
+        return outer
+
+    def _record(
+        self, call: PredictCall, servable: ServableVersion | None, status: str, started: float
+    ) -> None:
+        self.metrics.request(
+            model=call.model.name,
+            version=str(servable.version) if servable else "",
+            signature=call.signature or DEFAULT_SIGNATURE,
+            api=call.api,
+            status=status,
+            seconds=time.perf_counter() - started,
+        )
+
+    # --- metadata, status, reload ----------------------------------------------------
+    def metadata(self, ref: ModelRef, fields: list[str]) -> MetadataResult:
+        """Signature defs and manifest of the resolved version (TF Serving's field check)."""
+        if not fields:
+            raise InvalidArgument(
+                "GetModelMetadataRequest must specify at least one metadata_field "
+                f"(supported: {', '.join(METADATA_FIELDS)})"
+            )
+        for name in fields:
+            if name not in METADATA_FIELDS:
+                raise InvalidArgument(
+                    f"Metadata field {name} is not supported "
+                    f"(supported: {', '.join(METADATA_FIELDS)})"
+                )
+        servable = self.manager.resolve(ref.name, ref.version, ref.label)
+        return MetadataResult(
+            servable.name, servable.version, servable.signature_defs, servable.manifest
+        )
+
+    def status(self, ref: ModelRef) -> list[VersionRecord]:
+        """The model's version states (one version when the ref names one)."""
+        return self.manager.status(ref.name, ref.version, ref.label)
+
+    def reload(self, model_server_config: Any) -> None:
+        """Applies a new ModelServerConfig (HandleReloadConfigRequest); loads before returning."""
+        try:
+            self.manager.set_models(model_server_config)
+        except ConfigError as exc:
+            raise InvalidArgument(str(exc)) from exc
+
+    def check_method(self, ref: ModelRef, signature_name: str, expected: str, kind: str) -> None:
+        """Classify/Regress on a predict signature: TF Serving's INVALID_ARGUMENT."""
+        servable = self.manager.resolve(ref.name, ref.version, ref.label)
+        signature = servable.signature(signature_name)
+        if signature.method_name != expected:
+            raise InvalidArgument(
+                f"Expected {kind} signature method_name to be {expected}. "
+                f"Was: {signature.method_name}"
+            )
+        raise Unimplemented(f"{kind} is not implemented by scann-serve; use Predict")

@@ -1,0 +1,221 @@
+"""The gRPC adapter: TF Serving's PredictionService and ModelService over the core.
+
+Each servicer method is a few lines: wire proto → domain call → core → wire proto.
+Errors are translated at one seam (`_translate`) through `_errors.status_for`. The server
+is `grpc.aio`: one event loop carries every connection, so waiting requests cost no
+threads; model calls run on a thread pool (or the batcher's threads) so the loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+from scann_serving.server._config import ServerConfig
+from scann_serving.server._core import (
+    METHOD_CLASSIFY,
+    METHOD_REGRESS,
+    ModelRef,
+    PredictCall,
+    PredictResult,
+    ServingCore,
+)
+from scann_serving.server._errors import NUMERIC_CODE, InvalidArgument, status_for
+from scann_serving.server._tensors import array_to_proto, proto_to_array
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+T = TypeVar("T")
+MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX)
+SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+
+def _translate(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """The one seam where domain errors become gRPC statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            code, _, message = status_for(exc)
+            await context.abort(grpc.StatusCode[code], message)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def model_ref(spec: Any) -> ModelRef:
+    """A ModelRef from a tensorflow.serving.ModelSpec."""
+    if not spec.name:
+        raise InvalidArgument("model_spec.name is empty; name the model to call")
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return ModelRef(spec.name, version=int(spec.version.value))
+    if choice == "version_label":
+        return ModelRef(spec.name, label=spec.version_label)
+    return ModelRef(spec.name)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def predict_response(result: PredictResult) -> Any:
+    """A PredictResponse from a core result."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = result.model
+    response.model_spec.version.value = result.version
+    response.model_spec.signature_name = result.signature
+    for key, value in result.outputs.items():
+        array_to_proto(value, response.outputs[key])
+    return response
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService."""
+
+    def __init__(self, core: ServingCore, executor: ThreadPoolExecutor) -> None:
+        self._core = core
+        self._executor = executor
+
+    @_translate
+    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = PredictCall(
+            model=model_ref(request.model_spec),
+            signature=request.model_spec.signature_name,
+            inputs={key: proto_to_array(value, key) for key, value in request.inputs.items()},
+            output_filter=tuple(request.output_filter),
+            deadline=_deadline(context),
+        )
+        if self._core.batcher is not None:
+            result = await asyncio.wrap_future(self._core.submit(call))
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, self._core.predict, call)
+        return predict_response(result)
+
+    @_translate
+    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        meta = self._core.metadata(model_ref(request.model_spec), list(request.metadata_field))
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = meta.model
+        response.model_spec.version.value = meta.version
+        if "signature_def" in request.metadata_field:
+            defs = get_model_metadata_pb2.SignatureDefMap()
+            for key, value in meta.signature_defs.items():
+                defs.signature_def[key].CopyFrom(value)
+            response.metadata["signature_def"].Pack(defs)
+        if "scann_manifest" in request.metadata_field and meta.manifest is not None:
+            manifest = struct_pb2.Struct()
+            manifest.update(meta.manifest)
+            response.metadata["scann_manifest"].Pack(manifest)
+        return response
+
+    @_translate
+    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        spec = request.model_spec
+        self._core.check_method(
+            model_ref(spec), spec.signature_name, METHOD_CLASSIFY, "classification"
+        )
+
+    @_translate
+    async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        spec = request.model_spec
+        self._core.check_method(model_ref(spec), spec.signature_name, METHOD_REGRESS, "regression")
+
+    @_translate
+    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if not request.tasks:
+            raise InvalidArgument("MultiInferenceRequest has no tasks")
+        for task in request.tasks:
+            method = task.method_name
+            if method not in (METHOD_CLASSIFY, METHOD_REGRESS):
+                raise InvalidArgument(f"Unsupported signature method_name: {method}")
+            kind = "classification" if method == METHOD_CLASSIFY else "regression"
+            spec = task.model_spec
+            self._core.check_method(model_ref(spec), spec.signature_name, method, kind)
+
+
+def status_response(records: list[Any]) -> Any:
+    """A GetModelStatusResponse from the manager's version records."""
+    response = get_model_status_pb2.GetModelStatusResponse()
+    state_enum = get_model_status_pb2.ModelVersionStatus.State
+    for record in records:
+        status = response.model_version_status.add()
+        status.version = record.version
+        status.state = state_enum.Value(record.state)
+        status.status.error_code = NUMERIC_CODE[record.error_code]
+        status.status.error_message = record.error_message
+    return response
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService."""
+
+    def __init__(self, core: ServingCore, executor: ThreadPoolExecutor) -> None:
+        self._core = core
+        self._executor = executor
+
+    @_translate
+    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return status_response(self._core.status(model_ref(request.model_spec)))
+
+    @_translate
+    async def HandleReloadConfigRequest(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._core.reload, request.config)
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.error_code = 0
+        return response
+
+
+def build_server(
+    config: ServerConfig, core: ServingCore, executor: ThreadPoolExecutor
+) -> tuple[Any, Any, int]:
+    """(grpc.aio server, health servicer, bound port); TLS from the config when given."""
+    from grpc_health.v1 import health, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+        *config.grpc_options,
+    ]
+    server = grpc.aio.server(options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(core, executor), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, executor), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
+    )
+    address = f"0.0.0.0:{config.port}"
+    if config.tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls.server_key, config.tls.server_cert)],
+            root_certificates=config.tls.custom_ca,
+            require_client_auth=config.tls.client_verify,
+        )
+        port = server.add_secure_port(address, credentials)
+    return server, health_servicer, port

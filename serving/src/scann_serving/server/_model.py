@@ -1,0 +1,255 @@
+"""One loaded version of a model: its signatures, their checks, a run, and warmup.
+
+Everything a request can get wrong is checked here before TensorFlow sees it, so bad
+input answers INVALID_ARGUMENT with a message instead of failing inside the graph.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scann_serving.server._errors import (
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    ServingError,
+)
+from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
+from scann_serving.server._tensors import proto_to_array
+
+MAX_WARMUP_RECORDS = 1000
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output of a signature: dtype name ('string', 'float32', ...) and shape."""
+
+    dtype: str
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A callable signature with its input and output specs."""
+
+    name: str
+    inputs: dict[str, TensorInfo]
+    outputs: dict[str, TensorInfo]
+    method_name: str
+    fn: Any
+
+
+class LoadError(Exception):
+    """The version could not be loaded or warmed; the message names the step."""
+
+
+def _specs(structure: dict[str, Any]) -> dict[str, TensorInfo]:
+    return {
+        key: TensorInfo(
+            spec.dtype.name,
+            None if spec.shape.rank is None else tuple(spec.shape.as_list()),
+        )
+        for key, spec in structure.items()
+    }
+
+
+class ServableVersion:
+    """A loaded SavedModel version, ready to run requests.
+
+    Args:
+        name: The model name.
+        version: The integer version.
+        path: The version directory.
+        max_request_batch_size: Largest batch one request may carry.
+    """
+
+    def __init__(self, name: str, version: int, path: Path, max_request_batch_size: int) -> None:
+        import tensorflow as tf
+        from scann.scann_ops.py import scann_ops  # noqa: F401  (registers the Scann ops)
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.name, self.version, self.path = name, version, path
+        self.max_request_batch_size = max_request_batch_size
+        self.manifest = read_manifest(path)
+        check_runtime(self.manifest, path)
+        self._module = tf.saved_model.load(str(path))
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+        self.signatures: dict[str, Signature] = {}
+        for key, fn in self._module.signatures.items():
+            method = self.signature_defs[key].method_name if key in self.signature_defs else ""
+            self.signatures[key] = Signature(
+                key,
+                _specs(fn.structured_input_signature[1]),
+                _specs(fn.structured_outputs),
+                method or "tensorflow/serving/predict",
+                fn,
+            )
+        self.max_k = (
+            int(self.manifest["max_k"]) if self.manifest and "max_k" in self.manifest else None
+        )
+
+    def signature(self, name: str) -> Signature:
+        """The signature called `name` ('' means serving_default), or FailedPrecondition."""
+        key = name or DEFAULT_SIGNATURE
+        if key not in self.signatures:
+            raise FailedPrecondition(
+                f'Serving signature key "{key}" not found. Model {self.name!r} version '
+                f"{self.version} has: {', '.join(sorted(self.signatures))}"
+            )
+        return self.signatures[key]
+
+    def validate(self, signature: Signature, inputs: dict[str, np.ndarray]) -> int:
+        """Checks inputs against the signature; returns the batch size (0 for none)."""
+        expected = set(signature.inputs)
+        if set(inputs) != expected:
+            extra = sorted(set(inputs) - expected)
+            missing = sorted(expected - set(inputs))
+            raise InvalidArgument(
+                f"input size does not match signature {signature.name!r}: sent {sorted(inputs)}, "
+                f"expected {sorted(expected)}. Sent extra: {extra}. Missing but required: {missing}."
+            )
+        batch = 0
+        for key, array in inputs.items():
+            batch = _check_input(self, key, array, signature.inputs[key], batch)
+        return batch
+
+    def run(
+        self,
+        signature: Signature,
+        inputs: dict[str, np.ndarray],
+        output_filter: list[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Runs the signature on validated inputs; TF argument errors become InvalidArgument."""
+        import tensorflow as tf
+
+        wanted = _output_keys(signature, output_filter)
+        try:
+            result = signature.fn(**{key: tf.constant(value) for key, value in inputs.items()})
+            return {key: result[key].numpy() for key in wanted}
+        except tf.errors.InvalidArgumentError as exc:
+            raise InvalidArgument(f"model rejected the input: {exc.message}") from exc
+        except tf.errors.OpError as exc:
+            raise Internal(f"model failed: {exc.message}") from exc
+
+    def warmup(self, iterations: int = 1) -> int:
+        """Replays assets.extra/tf_serving_warmup_requests; returns the number of records."""
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        path = self.path / WARMUP_RELPATH
+        if not path.exists():
+            return 0
+        records = _read_tfrecords(path)
+        if len(records) > MAX_WARMUP_RECORDS:
+            raise LoadError(f"{path} has {len(records)} records; at most {MAX_WARMUP_RECORDS}")
+        for number, record in enumerate(records):
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            if log.WhichOneof("log_type") != "predict_log":
+                raise LoadError(f"warmup record {number} in {path} is not a predict_log")
+            request = log.predict_log.request
+            try:
+                signature = self.signature(request.model_spec.signature_name)
+                inputs = {k: proto_to_array(v, k) for k, v in request.inputs.items()}
+                self.validate(signature, inputs)
+                for _ in range(iterations):
+                    self.run(signature, inputs, list(request.output_filter) or None)
+            except ServingError as exc:
+                raise LoadError(f"warmup request {number} in {path} failed: {exc.message}") from exc
+        return len(records)
+
+
+def _output_keys(signature: Signature, output_filter: list[str] | None) -> list[str]:
+    if not output_filter:
+        return list(signature.outputs)
+    unknown = [key for key in output_filter if key not in signature.outputs]
+    if unknown:
+        raise InvalidArgument(
+            f"output_filter names {unknown}, which signature {signature.name!r} does not "
+            f"return; choose from {sorted(signature.outputs)}"
+        )
+    return list(dict.fromkeys(output_filter))
+
+
+def _check_input(
+    servable: ServableVersion, key: str, array: np.ndarray, spec: TensorInfo, batch: int
+) -> int:
+    is_string = array.dtype == object
+    if (spec.dtype == "string") != is_string or (not is_string and array.dtype.name != spec.dtype):
+        got = "string" if is_string else array.dtype.name
+        raise InvalidArgument(
+            f"input '{key}' expects {spec.dtype} but {got} was provided; send a {spec.dtype} tensor"
+        )
+    if spec.shape is not None:
+        _check_shape(key, array.shape, spec.shape)
+    if array.ndim >= 1:
+        if array.shape[0] == 0:
+            raise InvalidArgument(
+                f"input '{key}' has an empty batch (shape {list(array.shape)}); send at least one row"
+            )
+        if array.shape[0] > servable.max_request_batch_size:
+            raise InvalidArgument(
+                f"input '{key}' has a batch of {array.shape[0]} rows, more than the server's "
+                f"limit of {servable.max_request_batch_size}; split the request"
+            )
+        if batch and array.shape[0] != batch:
+            raise InvalidArgument(
+                f"input '{key}' has {array.shape[0]} rows but another input has {batch}; "
+                "every batched input needs the same number of rows"
+            )
+        batch = array.shape[0]
+    _check_values(servable, key, array)
+    return batch
+
+
+def _check_shape(key: str, shape: tuple[int, ...], spec: tuple[int | None, ...]) -> None:
+    ok = len(shape) == len(spec) and all(
+        s is None or s == d for d, s in zip(shape, spec, strict=False)
+    )
+    if not ok:
+        want = ["batch" if s is None else s for s in spec] if spec else "a scalar"
+        raise InvalidArgument(
+            f"input '{key}' has shape {list(shape)} but the signature expects {want}"
+        )
+
+
+def _check_values(servable: ServableVersion, key: str, array: np.ndarray) -> None:
+    if array.dtype == object:
+        for index, value in enumerate(array.ravel().tolist()):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidArgument(
+                    f"input '{key}' element {index} is not valid UTF-8; send UTF-8 encoded strings"
+                ) from None
+    elif array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidArgument(f"input '{key}' contains NaN or Inf; send finite values")
+    elif key == "k" and array.ndim == 0:
+        k, max_k = int(array), servable.max_k
+        if k < 1 or (max_k is not None and k > max_k):
+            raise InvalidArgument(
+                f"k={k} is out of range: it must be between 1 and max_k={max_k} "
+                "(the exported bound); lower k or re-export with a larger --max-k"
+            )
+
+
+def _read_tfrecords(path: Path) -> list[bytes]:
+    """The records of a TFRecord file (CRCs are not verified; a short file is an error)."""
+    data = path.read_bytes()
+    records: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            raise LoadError(f"{path} is truncated at byte {offset}")
+        (length,) = struct.unpack_from("<Q", data, offset)
+        start, end = offset + 12, offset + 12 + length
+        if end + 4 > len(data):
+            raise LoadError(f"{path} is truncated in record {len(records)}")
+        records.append(data[start:end])
+        offset = end + 4
+    return records
