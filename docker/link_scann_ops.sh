@@ -47,7 +47,7 @@ done
 check_scann_version() {
   # setup.py (older releases) or pyproject.toml must declare exactly the pinned release.
   local found
-  found="$(grep -hoE '^[[:space:]]*version[[:space:]]*=[[:space:]]*"[^"]+"' \
+  found="$(grep -hoE '\bversion[[:space:]]*=[[:space:]]*"[^"]+"' \
     "${scann_src}/setup.py" "${scann_src}/pyproject.toml" 2>/dev/null | head -n1 |
     sed -E 's/.*"([^"]+)".*/\1/')" || true
   [[ "${found}" == "${scann_version}" ]] ||

@@ -2,21 +2,22 @@
 # Smoke test: serve a freshly exported model with an image and query it with the client.
 #
 # Usage: docker/smoke_test.sh [--runner docker|local] [--image IMAGE] [--export-image IMAGE]
-#                             [--model-base DIR] [--model-name NAME] [--query KEY] [-k N]
+#                             [--model-dir DIR] [--model-name NAME] [--query KEY] [-k N]
 #                             [--timeout SECONDS]
 #   --runner docker   (default) run --image (a serving image) and --export-image with Docker
 #   --runner local    run docker/serving_entrypoint.sh with the locally installed scann-serve
 #                     (SERVER_BINARY) and docker/export_entrypoint.sh: what `make test` does
 #   --image           serving image (docker runner), e.g. scann-serving/scann-serve:0.1.0
 #   --export-image    export image used to write a fresh model (docker runner)
-#   --model-base DIR  skip the export and serve DIR/<model-name>/<version>/ as it is
+#   --model-dir DIR   skip the export and serve the versions in DIR (DIR/<version>/), e.g.
+#                     the output of `make demo` (out/demo-models)
 #   --model-name      default: retrieval     --query  query key, default: 1     -k  default: 5
 # Steps: export a new version -> start the server -> wait until the model is AVAILABLE
 # (REST status) -> scann-query over gRPC and a REST :predict -> SIGTERM -> clean exit.
 # Needs on the host: scann-query (pip install ./client) and python3.
 set -euo pipefail
 
-runner=docker image="" export_image="" model_base="" model_name=retrieval query=1 k=5 timeout=180
+runner=docker image="" export_image="" model_dir="" model_name=retrieval query=1 k=5 timeout=180
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
 
@@ -25,7 +26,7 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 64
 }
 
@@ -34,7 +35,7 @@ while (($# > 0)); do
     --runner) runner="${2:?}" && shift 2 ;;
     --image) image="${2:?}" && shift 2 ;;
     --export-image) export_image="${2:?}" && shift 2 ;;
-    --model-base) model_base="${2:?}" && shift 2 ;;
+    --model-dir) model_dir="${2:?}" && shift 2 ;;
     --model-name) model_name="${2:?}" && shift 2 ;;
     --query) query="${2:?}" && shift 2 ;;
     -k) k="${2:?}" && shift 2 ;;
@@ -68,13 +69,13 @@ export_model() {
   mkdir -p "${base}"
   echo "smoke_test: exporting a fresh version of ${model_name} into ${base}"
   if [[ "${runner}" == docker ]]; then
-    [[ -n "${export_image}" ]] || die "no --model-base given: --export-image is needed to export one"
+    [[ -n "${export_image}" ]] || die "no --model-dir given: --export-image is needed to export one"
     docker run --rm --user "$(id -u):$(id -g)" -v "${base}:/models" -e "MODEL_NAME=${model_name}" \
       "${export_image}" --dataset synthetic
   else
     MODEL_BASE_PATH="${base}" MODEL_NAME="${model_name}" "${here}/export_entrypoint.sh" --dataset synthetic
   fi
-  model_base="${base}"
+  model_dir="${base}/${model_name}"
 }
 
 start_server() {
@@ -83,10 +84,13 @@ start_server() {
   if [[ "${runner}" == docker ]]; then
     container="scann-smoke-$$"
     docker run -d --name "${container}" -p "127.0.0.1:${grpc_port}:8500" \
-      -p "127.0.0.1:${rest_port}:8501" -v "$(cd "${model_base}" && pwd):/models:ro" \
+      -p "127.0.0.1:${rest_port}:8501" -v "${model_dir}:/models/${model_name}:ro" \
       -e "MODEL_NAME=${model_name}" "${image}" >/dev/null
   else
-    MODEL_BASE_PATH="${model_base}" MODEL_NAME="${model_name}" SERVER_BINARY="${SERVER_BINARY:-scann-serve}" \
+    # The entrypoint serves $MODEL_BASE_PATH/$MODEL_NAME: link the model dir under that name.
+    mkdir -p "${work}/serve"
+    ln -s "${model_dir}" "${work}/serve/${model_name}"
+    MODEL_BASE_PATH="${work}/serve" MODEL_NAME="${model_name}" SERVER_BINARY="${SERVER_BINARY:-scann-serve}" \
       "${here}/serving_entrypoint.sh" "--port=${grpc_port}" "--rest_api_port=${rest_port}" \
       >"${work}/server.log" 2>&1 &
     server_pid=$!
@@ -148,8 +152,11 @@ stop_server() {
   fi
 }
 
-[[ -n "${model_base}" ]] || export_model
-[[ -d "${model_base}/${model_name}" ]] || die "${model_base}/${model_name} does not exist"
+if [[ -z "${model_dir}" ]]; then
+  export_model
+fi
+[[ -d "${model_dir}" ]] || die "--model-dir ${model_dir} does not exist"
+model_dir="$(cd "${model_dir}" && pwd)"
 start_server
 wait_available
 query_model

@@ -314,3 +314,34 @@ def parse_config(kind: str, text: str) -> Any:
         cls = _config_messages()["BatchingParameters" if kind == "batching" else "MonitoringConfig"]
         message = cls()
     return text_format.Parse(text, message)
+
+
+# --------------------------------------------------------------------------- docs
+def shell_commands(markdown: Path) -> list[list[str]]:
+    """The commands in a markdown file's ```bash blocks, one argv per (joined) line."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", markdown.read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def option_value(argv: Sequence[str], option: str) -> str | None:
+    """The value after `option` (or in `option=value`) in argv, the last one if repeated."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def local_smoke_command(model_dir: Path) -> list[str]:
+    """BUILD.md's `docker/smoke_test.sh --runner local` command, pointed at `model_dir`."""
+    commands = shell_commands(REPO_ROOT / "BUILD.md")
+    argv = list(next(c for c in commands if c[0] == "docker/smoke_test.sh" and "local" in c))
+    argv[0] = str(REPO_ROOT / argv[0])
+    argv[argv.index("--model-dir") + 1] = str(model_dir)
+    return argv

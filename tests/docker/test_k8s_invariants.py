@@ -89,7 +89,7 @@ def test_grace_period_covers_prestop_and_drain(rendered, overlay: str) -> None:
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     if overlay == "scann-serve":
         assert DRAIN_FLAG in flags, f"scann-serve drains on SIGTERM; set --{DRAIN_FLAG}"
-    drain = int(flags.get(DRAIN_FLAG, 0))
+    drain = float(flags.get(DRAIN_FLAG, 0))
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace >= pre_stop + drain + EXIT_SLACK_SECONDS, (grace, pre_stop, drain)
 

@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from _docker_support import DOCKER_DIR, DOCKERFILES, free_port, image_entrypoint, one
+from _docker_support import DOCKERFILES, free_port, image_entrypoint, local_smoke_command, one
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 STARTUP_TIMEOUT_S = 180
@@ -168,20 +168,15 @@ def test_overlay_flags_and_configmaps_serve_and_drain(
     assert time.monotonic() - started <= DRAIN_FOR_TEST_S + 5
 
 
-def test_smoke_test_script_passes_locally(scann_serve: str, tiny_model_base: Path) -> None:
-    """docker/smoke_test.sh (BUILD.md) in its local mode: serve, scann-query, REST, SIGTERM."""
+def test_build_md_local_smoke_test_passes(scann_serve: str, tiny_model_base: Path) -> None:
+    """BUILD.md's `docker/smoke_test.sh --runner local ...` command, on the tiny model:
+    serve through the entrypoint, scann-query over gRPC, REST :predict, SIGTERM."""
     if shutil.which("scann-query") is None:
         pytest.skip("scann-query (client) is not installed")
     query_help = subprocess.run(["scann-query", "--help"], capture_output=True, timeout=60)
     if query_help.returncode != 0:
         pytest.skip("scann-query is not runnable yet")
-    run = subprocess.run(
-        [str(DOCKER_DIR / "smoke_test.sh"), "--runner", "local",
-         "--model-base", str(tiny_model_base.parent), "--model-name", tiny_model_base.name,
-         "--query", "3", "-k", "5", "--timeout", str(STARTUP_TIMEOUT_S)],
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_TIMEOUT_S + 60,
-    )
+    argv = [*local_smoke_command(tiny_model_base), "--timeout", str(STARTUP_TIMEOUT_S)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S + 60)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "smoke_test: PASSED" in run.stdout

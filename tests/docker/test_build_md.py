@@ -1,0 +1,116 @@
+"""BUILD.md's commands are real: the files, build arguments, tags and options they use exist,
+and agree with the Dockerfiles, the Kubernetes overlays and the scripts the tests run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from _docker_support import (
+    DOCKER_DIR,
+    DOCKERFILES,
+    K8S_DIR,
+    REPO_ROOT,
+    local_smoke_command,
+    option_value,
+    parse_dockerfile,
+    shell_commands,
+)
+
+BUILD_MD = REPO_ROOT / "BUILD.md"
+COMMANDS = shell_commands(BUILD_MD)
+
+
+def _docker(sub: str) -> list[list[str]]:
+    return [c for c in COMMANDS if c[:2] == ["docker", sub]]
+
+
+def _built_tags() -> dict[str, str]:
+    """image tag -> Dockerfile key, for every `docker build` in BUILD.md."""
+    tags = {}
+    for argv in _docker("build"):
+        dockerfile = REPO_ROOT / str(option_value(argv, "-f"))
+        key = next(k for k, p in DOCKERFILES.items() if p == dockerfile)
+        tags[str(option_value(argv, "-t"))] = key
+    return tags
+
+
+def _overlay_tags() -> dict[str, set[str]]:
+    """image basename -> the tags the kustomize overlays deploy."""
+    tags: dict[str, set[str]] = {}
+    for kustomization in (K8S_DIR / "overlays").glob("*/kustomization.yaml"):
+        text = kustomization.read_text()
+        for name, tag in re.findall(r'newName: \S+/([\w.-]+)\n\s+newTag: "([^"]+)"', text):
+            tags.setdefault(name, set()).add(tag)
+    return tags
+
+
+def test_every_dockerfile_has_a_build_command() -> None:
+    assert sorted(_built_tags().values()) == sorted(DOCKERFILES)
+
+
+@pytest.mark.parametrize("argv", _docker("build"), ids=lambda a: str(option_value(a, "-f")))
+def test_build_commands_use_real_files_args_and_the_deployed_tags(argv: list[str]) -> None:
+    dockerfile = REPO_ROOT / str(option_value(argv, "-f"))
+    assert dockerfile.is_file()
+    assert argv[-1] == ".", "the build context is the repository root"
+    global_args, stages = parse_dockerfile(dockerfile)
+    declared = set(global_args).union(*(s.args for s in stages))
+    for i, arg in enumerate(argv):
+        if arg == "--build-arg":
+            name = argv[i + 1].split("=", 1)[0]
+            assert name in declared, f"{dockerfile.name} declares no ARG {name}"
+    repo, _, tag = str(option_value(argv, "-t")).rpartition(":")
+    title = stages[-1].labels["org.opencontainers.image.title"]
+    assert repo.rsplit("/", 1)[-1] == title
+    assert tag in _overlay_tags()[title], f"overlays deploy {title}:{_overlay_tags()[title]}, not {tag}"
+
+
+def test_run_and_inspect_commands_use_built_images_and_the_contract() -> None:
+    tags = _built_tags()
+    runs = _docker("run")
+    assert runs, "BUILD.md shows how to run the images"
+    for argv in runs:
+        image = next(a for a in argv[2:] if a in tags)
+        _, stages = parse_dockerfile(DOCKERFILES[tags[image]])
+        for i, arg in enumerate(argv):
+            if arg == "-e":
+                assert argv[i + 1].split("=")[0] in stages[-1].env
+            if arg == "-p":
+                assert argv[i + 1].rsplit(":", 1)[-1] in stages[-1].expose
+            if arg == "-v":
+                assert argv[i + 1].split(":")[1].startswith(stages[-1].env["MODEL_BASE_PATH"])
+    for argv in _docker("inspect"):
+        assert argv[-1] in tags
+
+
+def test_smoke_test_commands_use_real_options_and_built_images() -> None:
+    script = DOCKER_DIR / "smoke_test.sh"
+    cases = set(re.findall(r"^\s+(-[\w-]+)(?: \| [\w-]+)?\)", script.read_text(), flags=re.M))
+    runs = [c for c in COMMANDS if c[0] == "docker/smoke_test.sh"]
+    assert {option_value(c, "--runner") or "docker" for c in runs} == {"docker", "local"}
+    tags = _built_tags()
+    for argv in runs:
+        for arg in argv[1:]:
+            if arg.startswith("-") and not arg.lstrip("-").isdigit():
+                assert arg in cases, f"smoke_test.sh has no option {arg}"
+        for option in ("--image", "--export-image"):
+            if option_value(argv, option):
+                assert option_value(argv, option) in tags
+    images = {tags[str(option_value(c, "--image"))] for c in runs if option_value(c, "--image")}
+    assert images == {"scann-serve", "tf-serving"}, "both serving images have a smoke test"
+
+
+def test_scann_commit_lookup_names_the_pinned_release() -> None:
+    args, _ = parse_dockerfile(DOCKERFILES["tf-serving"])
+    lookups = [c for c in COMMANDS if c[:1] == ["git"] and "log" in c]
+    assert lookups and f'-Sversion="{args["SCANN_VERSION"]}"' in lookups[0]
+
+
+def test_local_smoke_command_is_the_one_the_tests_run(tmp_path: Path) -> None:
+    argv = local_smoke_command(tmp_path)
+    assert Path(argv[0]) == DOCKER_DIR / "smoke_test.sh"
+    assert option_value(argv, "--model-dir") == str(tmp_path)
+
