@@ -7,13 +7,13 @@ import os as _os
 # TFRS needs the Keras 2 API; this must be decided before TensorFlow is first imported.
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from scann_serving.export._index import IndexConfig, default_config  # noqa: E402
-from scann_serving.export._manifest import (  # noqa: E402
+from scann_serving.export._index import IndexConfig, default_config
+from scann_serving.export._manifest import (
     ASSETS_EXTRA,
     MANIFEST_FILENAME,
     WARMUP_FILENAME,
 )
-from scann_serving.export._publish import (  # noqa: E402
+from scann_serving.export._publish import (
     VersionExistsError,
     existing_versions,
     next_version,

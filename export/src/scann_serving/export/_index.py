@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,17 +93,30 @@ def default_config(num_candidates: int, *, k: int = 10, max_k: int = 100) -> Ind
     About sqrt(n) leaves, searching ~5% of them, reordering enough candidates for `max_k`;
     brute force where the catalogue is tiny.
     """
-    reorder = max(max_k, 10 * k, 100)
     if num_candidates <= BRUTE_FORCE_MAX_CANDIDATES:
+        reorder = _reorder_default(k, max_k)
         return IndexConfig(brute_force=True, num_reordering_candidates=min(reorder, num_candidates))
-    leaves = max(2, round(math.sqrt(num_candidates)))
+    return tree_config(num_candidates, k=k, max_k=max_k)
+
+
+def tree_config(num_candidates: int, *, k: int = 10, max_k: int = 100) -> IndexConfig:
+    """Tree + asymmetric hashing + reordering defaults for any catalogue size.
+
+    What `default_config` picks above `BRUTE_FORCE_MAX_CANDIDATES`; also used when the user
+    asks for a tree on a small catalogue (tests, tuning demos).
+    """
+    leaves = max(2, min(num_candidates, round(math.sqrt(num_candidates))))
     return IndexConfig(
         num_leaves=leaves,
         num_leaves_to_search=max(1, min(leaves, round(leaves * 0.05))),
-        num_reordering_candidates=reorder,
+        num_reordering_candidates=min(_reorder_default(k, max_k), num_candidates),
         training_sample_size=min(num_candidates, DEFAULT_TRAINING_SAMPLE_SIZE),
         brute_force=False,
     )
+
+
+def _reorder_default(k: int, max_k: int) -> int:
+    return max(max_k, 10 * k, 100)
 
 
 def _configure(builder: Any, config: IndexConfig, num_candidates: int) -> Any:
@@ -138,6 +153,48 @@ def build_pybind_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -
     return _configure(scann_ops_pybind.builder(db, k, DISTANCE_MEASURE), config, len(db)).build()
 
 
+def pybind_twin(tf_searcher: Any, embeddings: np.ndarray, config: IndexConfig, k: int) -> Any:
+    """The very index `tf_searcher` holds, as an in-process pybind searcher.
+
+    Training a second index with the same config gives a different tree (16% equal results
+    in a trial), so the trained TF searcher's tensors are written as pybind artifacts and
+    loaded: tuning and benchmarks then measure exactly what the SavedModel serves.
+    Brute force has nothing trained and is simply built again.
+    """
+    if config.brute_force:
+        return build_pybind_searcher(embeddings, config, k)
+    from scann.scann_ops.py import scann_ops, scann_ops_pybind
+
+    tensors = [t.numpy() for t in scann_ops.scann_to_tensors(tf_searcher.searcher_handle)]
+    scann_config, partitioner, tokens, codebook, hashed, *_unused_int8, dataset = tensors
+    with tempfile.TemporaryDirectory(prefix="scann-twin-") as tmp:
+        root = Path(tmp)
+        (root / "scann_config.pb").write_bytes(scann_config[0])
+        assets = {
+            "AH_CENTERS": _write_bytes(root / "ah_codebook.pb", codebook[0]),
+            "PARTITIONER": _write_bytes(root / "serialized_partitioner.pb", partitioner[0]),
+            "TOKENIZATION_NPY": _write_npy(root / "datapoint_to_token.npy", tokens),
+            "AH_DATASET_NPY": _write_npy(root / "hashed_dataset.npy", hashed),
+            "DATASET_NPY": _write_npy(root / "dataset.npy", dataset),
+        }
+        text = "".join(
+            f'assets {{\n  asset_type: {kind}\n  asset_path: "{path}"\n}}\n'
+            for kind, path in assets.items()
+        )
+        (root / "scann_assets.pbtxt").write_text(text)
+        return scann_ops_pybind.load_searcher(str(root))
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _write_npy(path: Path, array: np.ndarray) -> Path:
+    np.save(path, array)
+    return path
+
+
 def _as_database(embeddings: np.ndarray) -> np.ndarray:
     db = np.ascontiguousarray(embeddings, dtype=np.float32)
     if db.ndim != 2 or db.shape[0] == 0:
@@ -147,3 +204,51 @@ def _as_database(embeddings: np.ndarray) -> np.ndarray:
     if not np.isfinite(db).all():
         raise ValueError("candidate embeddings contain NaN or Inf; fix the candidate tower output")
     return db
+
+
+INDEX_KINDS = ("auto", "tree", "brute-force")
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """What the user asked for; `resolve` fills the rest from the catalogue size.
+
+    Attributes:
+        kind: "auto" (brute force for tiny catalogues, else a tree), "tree" or "brute-force".
+        Other attributes: `IndexConfig` knobs; None means "the default for this catalogue".
+    """
+
+    kind: str = "auto"
+    num_leaves: int | None = None
+    num_leaves_to_search: int | None = None
+    num_reordering_candidates: int | None = None
+    dimensions_per_block: int | None = None
+    anisotropic_quantization_threshold: float | None = None
+    training_sample_size: int | None = None
+
+    def resolve(self, num_candidates: int, *, k: int, max_k: int) -> IndexConfig:
+        """The validated `IndexConfig` for a catalogue of `num_candidates`.
+
+        Raises:
+            ValueError: Unknown kind or a knob that cannot work (naming the option).
+        """
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"--index {self.kind!r} must be one of {', '.join(INDEX_KINDS)}")
+        tree_asked = self.kind == "tree" or (self.kind == "auto" and self.num_leaves is not None)
+        if self.kind == "brute-force":
+            reorder = min(_reorder_default(k, max_k), num_candidates)
+            base = IndexConfig(brute_force=True, num_reordering_candidates=reorder)
+        elif tree_asked:
+            base = tree_config(num_candidates, k=k, max_k=max_k)
+        else:
+            base = default_config(num_candidates, k=k, max_k=max_k)
+        overrides = {
+            name: value
+            for name, value in dataclasses.asdict(self).items()
+            if name != "kind" and value is not None
+        }
+        if "num_leaves" in overrides and "num_leaves_to_search" not in overrides:
+            overrides["num_leaves_to_search"] = max(1, round(overrides["num_leaves"] * 0.05))
+        config = dataclasses.replace(base, **overrides)
+        config.validate(num_candidates, k)
+        return config

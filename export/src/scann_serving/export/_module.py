@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-
 from scann_serving.export._index import IndexConfig
 
 SIGNATURE_NAMES = ("serving_default", "retrieve", "search_embedding", "retrieve_with_exclusions")
@@ -62,6 +61,10 @@ class RetrievalModule(tf.Module):
         self.max_k = tf.constant(max_k, tf.int32)
         self.reordering = tf.constant(
             0 if index_config.brute_force else index_config.num_reordering_candidates, tf.int32
+        )
+        # Passed at query time, so a tuned config needs no retraining of the index.
+        self.leaves_to_search = tf.constant(
+            -1 if index_config.brute_force else index_config.num_leaves_to_search, tf.int32
         )
         self._build_signatures(embedding_dim)
 
@@ -115,7 +118,7 @@ class RetrievalModule(tf.Module):
 
         handle = self.index_state.recreate_handle()
         indices, scores = scann_ops.scann_search_batched(
-            handle, embeddings, k, pre_reorder, -1, parallel
+            handle, embeddings, k, pre_reorder, self.leaves_to_search, parallel
         )
         return indices, scores
 
@@ -126,7 +129,9 @@ class RetrievalModule(tf.Module):
             "scores": scores,
         }
 
-    def _retrieve_excluding(self, embeddings: tf.Tensor, exclude: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _retrieve_excluding(
+        self, embeddings: tf.Tensor, exclude: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
         # Over-fetch by the number of exclusions, drop the excluded, keep the best k in order.
         n_candidates = tf.shape(self.identifiers)[0]
         k = self.default_k

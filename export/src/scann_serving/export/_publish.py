@@ -32,7 +32,9 @@ def existing_versions(base_path: Path) -> list[int]:
     if not base_path.is_dir():
         return []
     return sorted(
-        int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0
+        int(p.name)
+        for p in base_path.iterdir()
+        if p.is_dir() and p.name.isdigit() and int(p.name) > 0
     )
 
 
@@ -49,6 +51,7 @@ def publish(
     version: int | None = None,
     manifest: dict[str, Any],
     warmup_requests: Sequence[Any] = (),
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Writes a version with `write(staging_dir)`, adds assets.extra, and renames it in place.
 
@@ -58,6 +61,8 @@ def publish(
         version: The version to publish; the next free integer when None.
         manifest: The manifest; its `version` is set here.
         warmup_requests: `tensorflow.serving.PredictRequest`s replayed before serving.
+        check: Called with the complete staging directory before it is renamed; raising
+            aborts the publish (the staging directory is removed, no version appears).
 
     Returns:
         The published version directory.
@@ -76,10 +81,12 @@ def publish(
             "Omit --version to publish the next one."
         )
     remove_stale_staging(base)
-    staging = base / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    staging = base / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
     try:
         write(staging)
         _write_assets_extra(staging, manifest, warmup_requests)
+        if check is not None:
+            check(staging)
         _fsync_tree(staging)
         return _rename_into_place(staging, base, version, manifest)
     finally:
@@ -88,9 +95,26 @@ def publish(
 
 
 def remove_stale_staging(base: Path) -> None:
-    """Removes staging directories left by exports that died before publishing."""
+    """Removes staging directories left by exports that died before publishing.
+
+    A staging directory is named after its exporter's pid; one whose exporter is still
+    running belongs to a concurrent export and is left alone.
+    """
     for stale in base.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if not _owner_alive(stale.name[len(STAGING_PREFIX) :].split("-", 1)[0]):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _owner_alive(pid_text: str) -> bool:
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _rename_into_place(
@@ -124,10 +148,11 @@ def _write_assets_extra(staging: Path, manifest: dict[str, Any], requests: Seque
     extra = staging / ASSETS_EXTRA
     extra.mkdir(parents=True, exist_ok=True)
     if len(requests) > MAX_WARMUP_RECORDS:
-        raise ValueError(f"{len(requests)} warmup requests; TF Serving reads at most {MAX_WARMUP_RECORDS}")
-    from tensorflow_serving.apis import prediction_log_pb2
-
+        raise ValueError(
+            f"{len(requests)} warmup requests; TF Serving reads at most {MAX_WARMUP_RECORDS}"
+        )
     import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
 
     with tf.io.TFRecordWriter(str(extra / WARMUP_FILENAME)) as writer:
         for request in requests:

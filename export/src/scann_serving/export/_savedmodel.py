@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-
 from scann_serving.export._module import SIGNATURE_NAMES, RetrievalModule
 from scann_serving.export._publish import publish
 

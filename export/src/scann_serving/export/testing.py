@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from scann_serving.export._index import IndexConfig, build_tf_searcher, default_config
 from scann_serving.export._manifest import build_manifest, fingerprint
 
@@ -52,7 +51,9 @@ class TinyModelSpec:
         return self.identifiers[top], np.take_along_axis(scores, top, axis=1)
 
 
-def tiny_spec(num_users: int = 50, num_items: int = 300, dim: int = 8, seed: int = 0) -> TinyModelSpec:
+def tiny_spec(
+    num_users: int = 50, num_items: int = 300, dim: int = 8, seed: int = 0
+) -> TinyModelSpec:
     """The deterministic data of a tiny model."""
     return TinyModelSpec(num_users, num_items, dim, seed)
 
@@ -121,7 +122,9 @@ def make_tiny_version(
         signatures={},
         dataset={
             "name": "tiny",
-            "fingerprint": fingerprint([spec.item_embeddings.tobytes(), spec.user_embeddings.tobytes()]),
+            "fingerprint": fingerprint(
+                [spec.item_embeddings.tobytes(), spec.user_embeddings.tobytes()]
+            ),
         },
     )
     del manifest["signatures"]

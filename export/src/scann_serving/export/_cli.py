@@ -1,0 +1,180 @@
+"""`scann-export`: flags become an `ExportConfig` here, in `main()`, and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scann_serving.export._data import DataError, SyntheticSpec
+from scann_serving.export._index import INDEX_KINDS, IndexOptions
+from scann_serving.export._own_towers import OwnTowersOptions
+from scann_serving.export._pipeline import ExportConfig
+from scann_serving.export._sources import DATASET_HELP, DataOptions
+from scann_serving.export._towers import TrainingOptions
+
+EXIT_USAGE = 2
+EXIT_VERIFY = 1
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (flag names are part of the documented interface)."""
+    p = argparse.ArgumentParser(
+        prog="scann-export",
+        description="Train (or load) a two-tower model, build a ScaNN index, evaluate it and "
+        "publish it as the next version of a TF Serving model.",
+    )
+    p.add_argument(
+        "--output", required=True, type=Path, help="model base path; versions go under it"
+    )
+    p.add_argument("--dataset", help=f"{DATASET_HELP} (default synthetic unless --query-model)")
+    p.add_argument("--model-name", default="retrieval")
+    p.add_argument(
+        "--version", type=int, help="version to write (default: next integer; never overwrites)"
+    )
+    p.add_argument(
+        "-k", "--k", type=int, default=10, help="results of serving_default (default 10)"
+    )
+    p.add_argument(
+        "--max-k", type=int, default=100, help="largest k `retrieve` accepts (default 100)"
+    )
+    _data_flags(p.add_argument_group("data"))
+    _training_flags(p.add_argument_group("built-in two-tower model (TFRS tutorial)"))
+    _own_flags(p.add_argument_group("bring your own towers"))
+    _index_flags(p.add_argument_group("index (defaults follow the catalogue size)"))
+    m = p.add_argument_group("tuning and measurement")
+    m.add_argument("--target-recall", type=float, help="tune search knobs to reach this recall@k")
+    m.add_argument(
+        "--augment-candidates",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N perturbed copies of the catalogue (benchmark scale)",
+    )
+    m.add_argument(
+        "--eval-queries", type=int, default=1000, help="held-out queries for recall/tuning"
+    )
+    m.add_argument("--latency-queries", type=int, default=200, help="queries timed one by one")
+    m.add_argument("--no-verify", action="store_true", help="skip the fresh-process verification")
+    return p
+
+
+def _data_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--user-column", default="user_id", help="interactions: the query key column")
+    g.add_argument("--item-column", default="item_id", help="interactions: the candidate id column")
+    g.add_argument("--test-fraction", type=float, default=0.2)
+    g.add_argument("--synthetic-users", type=int, default=SyntheticSpec.num_users)
+    g.add_argument("--synthetic-items", type=int, default=SyntheticSpec.num_items)
+    g.add_argument("--synthetic-interactions", type=int, default=SyntheticSpec.num_interactions)
+    g.add_argument("--tfds-data-dir", help="TFDS data directory for movielens/100k")
+
+
+def _training_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--embedding-dim", type=int, default=TrainingOptions.embedding_dim)
+    g.add_argument("--epochs", type=int, default=TrainingOptions.epochs)
+    g.add_argument("--batch-size", type=int, default=TrainingOptions.batch_size)
+    g.add_argument("--learning-rate", type=float, default=TrainingOptions.learning_rate)
+    g.add_argument("--seed", type=int, default=TrainingOptions.seed)
+
+
+def _own_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--query-model", type=Path, help="query-tower SavedModel (e.g. Keras model.export())"
+    )
+    g.add_argument("--query-model-signature", default="serving_default")
+    g.add_argument("--query-model-output", help="output key when the signature has several")
+    g.add_argument(
+        "--candidates", type=Path, help="candidate embeddings: .npy [n, dim] or .parquet"
+    )
+    g.add_argument(
+        "--candidate-ids", type=Path, help="identifiers for .npy candidates (.npy or text)"
+    )
+    g.add_argument("--candidate-id-column", default="identifier")
+    g.add_argument("--candidate-embedding-column", default="embedding")
+
+
+def _index_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--index",
+        choices=INDEX_KINDS,
+        default="auto",
+        help="auto: brute force up to 5,000 candidates, else tree + AH + reordering",
+    )
+    g.add_argument("--num-leaves", type=int)
+    g.add_argument("--num-leaves-to-search", type=int)
+    g.add_argument("--num-reordering-candidates", type=int)
+    g.add_argument("--dimensions-per-block", type=int)
+    g.add_argument("--anisotropic-quantization-threshold", type=float)
+    g.add_argument("--training-sample-size", type=int)
+
+
+def config_from_args(args: argparse.Namespace) -> ExportConfig:
+    """Turns parsed flags into an `ExportConfig`."""
+    own = None
+    if args.query_model is not None or args.candidates is not None:
+        if args.query_model is None or args.candidates is None:
+            raise ValueError("bring-your-own towers need both --query-model and --candidates")
+        own = OwnTowersOptions(
+            query_model=args.query_model,
+            candidates=args.candidates,
+            candidate_ids=args.candidate_ids,
+            signature=args.query_model_signature,
+            output=args.query_model_output,
+            id_column=args.candidate_id_column,
+            embedding_column=args.candidate_embedding_column,
+        )
+    synthetic = SyntheticSpec(
+        args.synthetic_users, args.synthetic_items, args.synthetic_interactions
+    )
+    return ExportConfig(
+        output=args.output,
+        dataset=args.dataset if args.dataset or own else "synthetic",
+        model_name=args.model_name,
+        version=args.version,
+        data=DataOptions(
+            args.user_column, args.item_column, args.test_fraction, synthetic, args.tfds_data_dir
+        ),
+        training=TrainingOptions(
+            args.embedding_dim, args.epochs, args.batch_size, args.learning_rate, args.seed
+        ),
+        own_towers=own,
+        k=args.k,
+        max_k=args.max_k,
+        index=IndexOptions(
+            args.index,
+            args.num_leaves,
+            args.num_leaves_to_search,
+            args.num_reordering_candidates,
+            args.dimensions_per_block,
+            args.anisotropic_quantization_threshold,
+            args.training_sample_size,
+        ),
+        target_recall=args.target_recall,
+        augment_candidates=args.augment_candidates,
+        eval_queries=args.eval_queries,
+        latency_queries=args.latency_queries,
+        verify=not args.no_verify,
+        seed=args.seed,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scann-export` and `python -m scann_serving.export`."""
+    from scann_serving.export._pipeline import export_model
+    from scann_serving.export._publish import VersionExistsError
+    from scann_serving.export._report import summary
+    from scann_serving.export._verify import VerificationError
+
+    args = parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        result = export_model(config)
+    except (DataError, ValueError, VersionExistsError) as exc:
+        print(f"scann-export: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VerificationError as exc:
+        print(f"scann-export: verification failed, nothing was published: {exc}", file=sys.stderr)
+        return EXIT_VERIFY
+    print(summary(result.manifest, str(result.version_dir), result.seconds))
+    return 0

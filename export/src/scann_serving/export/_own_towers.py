@@ -1,0 +1,163 @@
+"""Bring your own towers: a query-tower SavedModel plus candidate embeddings and identifiers.
+
+The query tower is any SavedModel whose serving signature maps a string tensor to float
+embeddings, e.g. a Keras 3 / KerasRS model saved with `model.export(path)`. Its signature is
+wrapped (`SignatureTower`) and saved into the export, so the served model needs nothing else.
+Candidates come from `.npy` (embeddings, plus identifiers in `.npy` or a text file, one per
+line) or one Parquet file with an identifier column and a list-of-floats embedding column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from scann_serving.export._data import DataError
+from scann_serving.export._towers import Towers
+
+
+@dataclass(frozen=True)
+class OwnTowersOptions:
+    """Where the user's towers are and how to read them."""
+
+    query_model: Path
+    candidates: Path
+    candidate_ids: Path | None = None
+    signature: str = "serving_default"
+    output: str | None = None
+    id_column: str = "identifier"
+    embedding_column: str = "embedding"
+
+
+class SignatureTower(tf.Module):
+    """A loaded SavedModel signature as a query tower: string `[batch]` -> float32 `[batch, dim]`.
+
+    Inputs declared as `[batch, 1]` get the extra axis added, outputs of shape
+    `[batch, 1, dim]` lose it. The loaded object is tracked, so its variables are saved.
+    """
+
+    def __init__(self, path: Path, signature: str = "serving_default", output: str | None = None):
+        super().__init__(name="query_tower")
+        if not (path / "saved_model.pb").is_file():
+            raise DataError(
+                f"--query-model {path} is not a SavedModel directory (no saved_model.pb); "
+                "export the query tower with model.export(PATH) or tf.saved_model.save"
+            )
+        self.loaded = tf.saved_model.load(str(path))
+        if signature not in self.loaded.signatures:
+            raise DataError(
+                f"--query-model {path} has no signature {signature!r} "
+                f"(has: {', '.join(self.loaded.signatures)}); pass --query-model-signature NAME"
+            )
+        self._fn = self.loaded.signatures[signature]
+        self._input, spec = self._string_input(path, signature)
+        self._rank = spec.shape.rank
+        self._output = self._pick_output(path, output)
+
+    def _string_input(self, path: Path, signature: str) -> tuple[str, tf.TensorSpec]:
+        inputs = self._fn.structured_input_signature[1]
+        if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
+            raise DataError(
+                f"--query-model {path} signature {signature!r} must take one string input "
+                f"(has { ({k: v.dtype.name for k, v in inputs.items()}) }); export a tower that "
+                "maps raw query keys to embeddings"
+            )
+        return next(iter(inputs.items()))
+
+    def _pick_output(self, path: Path, output: str | None) -> str:
+        outputs = list(self._fn.structured_outputs)
+        if output is None and len(outputs) == 1:
+            return outputs[0]
+        if output is not None and output in outputs:
+            return output
+        raise DataError(
+            f"--query-model {path} outputs {outputs}; pass --query-model-output with one of them"
+        )
+
+    def __call__(self, query: tf.Tensor) -> tf.Tensor:
+        """Embeds raw query keys, string `[batch]` -> float32 `[batch, dim]`."""
+        keys = tf.expand_dims(query, -1) if self._rank == 2 else query
+        out = tf.cast(self._fn(**{self._input: keys})[self._output], tf.float32)
+        if out.shape.rank == 3:
+            out = tf.squeeze(out, axis=1)
+        return out
+
+
+def load_own_towers(options: OwnTowersOptions) -> Towers:
+    """Loads the query tower and the candidates, checking that their shapes agree.
+
+    Raises:
+        DataError: Missing files, wrong formats, mismatched sizes or widths, duplicates.
+    """
+    tower = SignatureTower(options.query_model, options.signature, options.output)
+    identifiers, embeddings = _load_candidates(options)
+    probe = tower(tf.constant(["__probe__"]))
+    if probe.shape.rank != 2 or probe.shape[1] != embeddings.shape[1]:
+        raise DataError(
+            f"--query-model {options.query_model} returns shape {probe.shape.as_list()} but the "
+            f"candidate embeddings are [n, {embeddings.shape[1]}]; both towers must share a width"
+        )
+    return Towers(
+        query_model=tower,
+        identifiers=identifiers,
+        embeddings=embeddings,
+        training={
+            "model": "own",
+            "query_model": str(options.query_model),
+            "candidates": str(options.candidates),
+        },
+    )
+
+
+def _load_candidates(options: OwnTowersOptions) -> tuple[np.ndarray, np.ndarray]:
+    path = options.candidates
+    if not path.is_file():
+        raise DataError(f"--candidates {path}: no such file; pass a .npy or .parquet file")
+    if path.suffix == ".parquet":
+        ids, emb = _from_parquet(path, options.id_column, options.embedding_column)
+    elif path.suffix == ".npy":
+        emb = np.load(path, allow_pickle=False)
+        ids = _read_ids(options.candidate_ids, len(emb))
+    else:
+        raise DataError(f"--candidates {path}: expected a .npy or .parquet file")
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or len(emb) == 0:
+        raise DataError(f"--candidates {path}: embeddings must be a non-empty [n, dim] array")
+    if len(ids) != len(emb):
+        raise DataError(
+            f"{len(ids)} candidate identifiers for {len(emb)} embeddings; they must match"
+        )
+    if len(set(ids)) != len(ids):
+        raise DataError("candidate identifiers contain duplicates; identifiers must be unique")
+    return np.asarray(ids, dtype=object), emb
+
+
+def _from_parquet(path: Path, id_column: str, emb_column: str) -> tuple[list[str], np.ndarray]:
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    for flag, column in (
+        ("--candidate-id-column", id_column),
+        ("--candidate-embedding-column", emb_column),
+    ):
+        if column not in frame.columns:
+            raise DataError(
+                f"--candidates {path} has no column {column!r} (columns: {list(frame.columns)}); "
+                f"pass {flag} NAME"
+            )
+    embeddings = np.stack([np.asarray(v, dtype=np.float32) for v in frame[emb_column]])
+    return [str(v) for v in frame[id_column]], embeddings
+
+
+def _read_ids(path: Path | None, n: int) -> list[str]:
+    if path is None:
+        raise DataError(
+            "--candidates .npy needs --candidate-ids (a .npy of strings or a text file)"
+        )
+    if not path.is_file():
+        raise DataError(f"--candidate-ids {path}: no such file")
+    if path.suffix == ".npy":
+        return [str(v) for v in np.load(path, allow_pickle=True)]
+    return [line for line in path.read_text().splitlines() if line]

@@ -1,0 +1,197 @@
+"""`export_model(config)`: data -> towers -> index (tuned) -> evaluation -> verified version.
+
+The Python API behind `scann-export`. Each step reports progress through a callable
+(stderr by default); the result carries the published directory and the manifest.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scann_serving.export._data import Interactions
+from scann_serving.export._index import IndexOptions
+from scann_serving.export._own_towers import OwnTowersOptions
+from scann_serving.export._sources import DataOptions
+from scann_serving.export._towers import Towers, TrainingOptions
+
+Progress = Callable[[str], None]
+WARMUP_QUERIES = 8
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything one export needs; the CLI flags map one-to-one onto these fields.
+
+    Attributes:
+        output: The model base path; the version is written under it.
+        dataset: A `--dataset` spec; optional with `own_towers` (then used for evaluation).
+        own_towers: Bring-your-own query tower and candidates instead of training.
+        augment_candidates: Perturbed copies of the catalogue to add (benchmark scale).
+        target_recall: Tune the search knobs to reach this recall@k, fastest first.
+        eval_queries: Held-out queries for recall, tuning and latency.
+        verify: Load the version in a fresh process before publishing it.
+    """
+
+    output: Path
+    dataset: str | None = "synthetic"
+    model_name: str = "retrieval"
+    version: int | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+    own_towers: OwnTowersOptions | None = None
+    k: int = 10
+    max_k: int = 100
+    index: IndexOptions = field(default_factory=IndexOptions)
+    target_recall: float | None = None
+    augment_candidates: int = 0
+    eval_queries: int = 1000
+    latency_queries: int = 200
+    verify: bool = True
+    seed: int = 42
+
+    def validate(self) -> None:
+        """Raises `ValueError` naming the option when the combination cannot work."""
+        if self.dataset is None and self.own_towers is None:
+            raise ValueError("pass --dataset, or --query-model with --candidates")
+        if not 1 <= self.k <= self.max_k:
+            raise ValueError(f"need 1 <= -k ({self.k}) <= --max-k ({self.max_k})")
+        if self.augment_candidates < 0:
+            raise ValueError(f"--augment-candidates {self.augment_candidates} must be >= 0")
+        if self.eval_queries < 1 or self.latency_queries < 1:
+            raise ValueError("--eval-queries and --latency-queries must be positive")
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"--version {self.version} must be a positive integer")
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and measured.
+
+    Attributes:
+        version_dir: The published `<output>/<version>` directory.
+        version: Its integer version.
+        manifest: The manifest as written to `assets.extra/scann_manifest.json`.
+        plot: The recall-latency PNG (with `target_recall`), else None.
+        seconds: Wall time of the export.
+    """
+
+    version_dir: Path
+    version: int
+    manifest: dict[str, Any]
+    plot: Path | None
+    seconds: float
+
+
+@dataclass
+class _Catalogue:
+    identifiers: np.ndarray
+    embeddings: np.ndarray
+    original_size: int
+
+
+@dataclass
+class _Queries:
+    """Held-out queries: keys, their embeddings, and the test pairs mapped to rows."""
+
+    keys: np.ndarray
+    embeddings: np.ndarray
+    pair_rows: np.ndarray | None = None
+    pair_items: np.ndarray | None = None
+
+
+def stderr_progress() -> Progress:
+    """A progress printer to stderr prefixed with the elapsed time."""
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def export_model(config: ExportConfig, progress: Progress | None = None) -> ExportResult:
+    """Trains (or loads) the towers, builds, tunes and evaluates the index, then publishes
+    and verifies a new version under `config.output`.
+
+    Raises:
+        DataError: A dataset or tower input is unusable (the message says what to do).
+        ValueError: An option is out of range.
+        VersionExistsError: `config.version` already exists.
+        VerificationError: The version does not reload identically in a fresh process.
+    """
+    from scann_serving.export import _stages
+    from scann_serving.export._publish import VersionExistsError
+
+    config.validate()
+    if config.version is not None and (config.output / str(config.version)).exists():
+        raise VersionExistsError(
+            f"{config.output / str(config.version)} exists; versions are never overwritten. "
+            "Omit --version to publish the next one."
+        )
+    progress = progress or stderr_progress()
+    started = time.perf_counter()
+    data = _stages.load_data(config, progress)
+    towers = _stages.towers(config, data, progress)
+    catalogue = augment(towers, config.augment_candidates, config.seed, progress)
+    queries = held_out_queries(config, data, towers, catalogue)
+    index_config = config.index.resolve(len(catalogue.embeddings), k=config.k, max_k=config.max_k)
+    measured = _stages.measure(config, index_config, catalogue, queries, progress)
+    published = _stages.publish_version(
+        config, data, towers, catalogue, queries, measured, progress
+    )
+    return ExportResult(
+        version_dir=published.directory,
+        version=int(published.manifest["version"]),
+        manifest=published.manifest,
+        plot=published.plot,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def augment(towers: Towers, copies: int, seed: int, progress: Progress) -> _Catalogue:
+    """The catalogue plus `copies` perturbed copies (the TFRS tutorial's enlarged catalogue:
+    each copy is the embeddings times uniform(0, 1) noise, with its own identifiers)."""
+    ids, emb = towers.identifiers, np.ascontiguousarray(towers.embeddings, dtype=np.float32)
+    if copies == 0:
+        return _Catalogue(ids, emb, len(ids))
+    total = len(ids) * (copies + 1)
+    progress(f"augmenting the catalogue: {copies:,} perturbed copies -> {total:,} candidates")
+    rng = np.random.default_rng(seed)
+    embeddings = np.empty((total, emb.shape[1]), np.float32)
+    embeddings[: len(ids)] = emb
+    names = [np.asarray(ids, dtype=object)]
+    for j in range(1, copies + 1):
+        rows = slice(j * len(ids), (j + 1) * len(ids))
+        embeddings[rows] = emb * rng.uniform(0.0, 1.0, emb.shape).astype(np.float32)
+        names.append(np.asarray([f"{i} (copy {j})" for i in ids], dtype=object))
+    return _Catalogue(np.concatenate(names), embeddings, len(ids))
+
+
+def held_out_queries(
+    config: ExportConfig, data: Interactions | None, towers: Towers, catalogue: _Catalogue
+) -> _Queries:
+    """The distinct test-split users (with their test pairs), or, without a dataset,
+    a sample of candidate embeddings used as queries."""
+    from scann_serving.export._evaluation import held_out_pairs
+
+    if data is None:
+        rng = np.random.default_rng(config.seed)
+        rows = rng.choice(
+            len(catalogue.embeddings),
+            min(config.eval_queries, len(catalogue.embeddings)),
+            replace=False,
+        )
+        keys = np.asarray([f"query-{i}" for i in range(WARMUP_QUERIES)], dtype=object)
+        return _Queries(keys=keys, embeddings=catalogue.embeddings[rows])
+    users, pair_rows, pair_items = held_out_pairs(
+        data.test_users, data.test_items, catalogue.identifiers
+    )
+    if len(users) == 0:
+        users, pair_rows, pair_items = data.users[:1], np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return _Queries(users, towers.embed_queries(users), pair_rows, pair_items)

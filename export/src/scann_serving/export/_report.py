@@ -1,0 +1,77 @@
+"""The concise end-of-export summary: what was written, accuracy, recall, latency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scann_serving.export._evaluation import TOP_K_LEVELS
+
+
+def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
+    """Human-readable summary of one published version (from its manifest)."""
+    ev = manifest.get("evaluation", {})
+    lines = [
+        f"scann-export: wrote {version_dir} (model {manifest['model_name']!r}, "
+        f"version {manifest['version']}) in {seconds:.1f}s",
+        f"  files: saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests "
+        f"({manifest.get('warmup_records', 0)} requests), assets.extra/scann_manifest.json"
+        + (", assets.extra/scann_tuning.png" if manifest.get("tuning", {}).get("plot") else ""),
+        f"  catalogue: {manifest['num_candidates']:,} candidates x dim {manifest['embedding_dim']}; "
+        f"k={manifest['k']} (max_k={manifest['max_k']}); index: {_index(manifest['index'])}",
+        "",
+        *table(ev),
+    ]
+    tuning = manifest.get("tuning") or {}
+    if "chosen" in tuning:
+        chosen = tuning["chosen"]
+        state = "reached" if tuning["reached"] else "NOT reached (best recall kept)"
+        lines.append(
+            f"  tuning: target recall@{tuning['k']} {tuning['target_recall']} {state} with "
+            f"leaves_to_search {chosen['num_leaves_to_search']}, reorder "
+            f"{chosen['num_reordering_candidates']} ({len(tuning['sweep'])} settings measured); "
+            f"plot: {version_dir}/{tuning['plot']}"
+        )
+    verification = manifest.get("verification")
+    if verification:
+        lines.append(
+            f"  verified in a fresh process: {verification['requests_replayed']} warmup requests "
+            f"replayed, identical identifiers (load {verification['load_seconds']:.1f}s)"
+        )
+    return "\n".join(lines)
+
+
+def _index(index: dict[str, Any]) -> str:
+    if index.get("brute_force"):
+        return "brute force (exact)"
+    return (
+        f"tree {index['num_leaves']} leaves (search {index['num_leaves_to_search']}), "
+        f"AH {index['dimensions_per_block']} dims/block, reorder {index['num_reordering_candidates']}"
+    )
+
+
+def table(evaluation: dict[str, Any]) -> list[str]:
+    """The evaluation as a fixed-width table: accuracy, recall@k, latency per method."""
+    if not evaluation:
+        return []
+    k = evaluation["k"]
+    accuracy = evaluation.get("factorized_top_k", {})
+    latency = evaluation["latency"]
+    levels = [lv for lv in TOP_K_LEVELS if f"top_{lv}" in accuracy.get("scann", {})]
+    head = "  " + f"{'':12}" + "".join(f"{'top-' + str(lv):>9}" for lv in levels)
+    head += f"{'recall@' + str(k):>11}{'1 query p50':>13}{'batch of ' + str(latency['scann']['batch_size']):>14}"
+    rows = [head]
+    for key, label in (("brute_force", "brute force"), ("scann", "ScaNN")):
+        acc = accuracy.get(key, {})
+        recall = 1.0 if key == "brute_force" else evaluation["recall_at_k"]
+        lat = latency[key]
+        rows.append(
+            f"  {label:12}"
+            + "".join(f"{acc.get(f'top_{lv}', float('nan')):>9.4f}" for lv in levels)
+            + f"{recall:>11.4f}{lat['single_p50_ms']:>10.3f} ms{lat['batch_ms']:>11.2f} ms"
+        )
+    rows.append(
+        f"  speed-up of ScaNN over brute force: {latency['speedup_single_p50']:.1f}x per query "
+        f"(p50), {latency['speedup_batch']:.1f}x per batch; recall@{k} through the exported op "
+        f"{evaluation.get('recall_at_k_exported_index', float('nan')):.4f}"
+    )
+    return rows
