@@ -1,0 +1,181 @@
+"""Start and stop a real `scann-serve` subprocess in tests (shared by every test folder).
+
+    from serve_helpers import ServerProcess
+
+    with ServerProcess(model_name="retrieval", model_base_path=base) as server:
+        stub = PredictionServiceStub(server.channel())   # grpc to 127.0.0.1:server.grpc_port
+        requests.get(f"{server.rest_url}/v1/models/retrieval")
+
+`ServerProcess(*extra_flags, model_name=..., model_base_path=...)` picks free loopback ports,
+`start()` launches the server and waits until grpc.health.v1 reports SERVING (every model
+has a warmed version), `stop()` sends SIGTERM and returns the exit code, `logs` holds the
+server's combined stdout/stderr. Pass `wait=False` to `start()` to inspect a server that
+is not (yet) serving, and `credentials=` when the server uses TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServerProcess", "free_port", "scann_serve_command"]
+
+START_TIMEOUT_SECONDS = 90.0
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read, release)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scann_serve_command() -> list[str]:
+    """The `scann-serve` executable of this environment (or `python -m` as a fallback)."""
+    script = Path(sys.executable).with_name("scann-serve")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("scann-serve")
+    return [found] if found else [sys.executable, "-m", "scann_serving.server._cli"]
+
+
+class ServerProcess:
+    """A `scann-serve` subprocess on loopback ports chosen free.
+
+    Args:
+        *flags: Extra flags, e.g. "--enable_batching", "--file_system_poll_wait_seconds=1".
+        model_name: --model_name (omit when passing --model_config_file in `flags`).
+        model_base_path: --model_base_path.
+        rest: Also serve REST on a free port (`rest_url`).
+        env: Extra environment variables.
+
+    Attributes:
+        grpc_port, rest_port: The ports (rest_port is None without REST).
+        target: "127.0.0.1:<grpc_port>" for grpc channels.
+        rest_url: "http://127.0.0.1:<rest_port>".
+    """
+
+    def __init__(
+        self,
+        *flags: str,
+        model_name: str | None = None,
+        model_base_path: str | os.PathLike[str] | None = None,
+        rest: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.grpc_port = free_port()
+        self.rest_port = free_port() if rest else None
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        self.rest_url = f"http://127.0.0.1:{self.rest_port}" if rest else ""
+        args = [f"--port={self.grpc_port}"]
+        if rest:
+            args.append(f"--rest_api_port={self.rest_port}")
+        if model_name is not None:
+            args.append(f"--model_name={model_name}")
+        if model_base_path is not None:
+            args.append(f"--model_base_path={model_base_path}")
+        self.args = [*args, *flags]
+        self.env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_USE_LEGACY_KERAS": "1",
+            **(env or {}),
+        }
+        self._log_dir = tempfile.mkdtemp(prefix="scann-serve-")
+        self.log_path = Path(self._log_dir) / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(
+        self, *, wait: bool = True, timeout: float = START_TIMEOUT_SECONDS, credentials: Any = None
+    ) -> ServerProcess:
+        """Launches the server; with `wait`, returns once health is SERVING (else raises)."""
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [*scann_serve_command(), *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        if wait:
+            self.wait_serving(timeout=timeout, credentials=credentials)
+        return self
+
+    def wait_serving(
+        self, *, timeout: float = START_TIMEOUT_SECONDS, credentials: Any = None
+    ) -> None:
+        """Blocks until grpc.health.v1 Check("") answers SERVING; RuntimeError with the logs if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"scann-serve exited with {self.process.returncode}:\n{self.logs}"
+                )
+            if self.health(credentials=credentials) == "SERVING":
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"scann-serve not SERVING after {timeout:.0f}s:\n{self.logs}")
+
+    def health(self, service: str = "", *, credentials: Any = None) -> str:
+        """The health status name ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with self.channel(credentials=credentials) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=1.0
+                )
+            except grpc.RpcError:
+                return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait up to `timeout` (then SIGKILL); returns the exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL (no drain)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- access ------------------------------------------------------------------------
+    def channel(self, *, credentials: Any = None, options: Any = None) -> Any:
+        """A new grpc channel to the server (secure when `credentials` is given)."""
+        import grpc
+
+        if credentials is not None:
+            return grpc.secure_channel(self.target, credentials, options=options)
+        return grpc.insecure_channel(self.target, options=options)
+
+    @property
+    def logs(self) -> str:
+        """Everything the server printed so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
