@@ -99,7 +99,7 @@ def test_service_config_declares_retry_and_round_robin() -> None:
 
 
 def test_retry_policy_checks_its_bounds() -> None:
-    with pytest.raises(ValueError, match="2..5"):
+    with pytest.raises(ValueError, match=r"2\.\.5"):
         RetryPolicy(max_attempts=9)
     with pytest.raises(ValueError, match="initial_backoff"):
         RetryPolicy(initial_backoff=0)

@@ -31,7 +31,7 @@ def test_retrieve_default_k_uses_serving_default(client: RetrievalClient, fake: 
         2,
         "serving_default",
     )
-    predict = [req for name, req, _ in fake.calls if name == "Predict"][0]
+    predict = next(req for name, req, _ in fake.calls if name == "Predict")
     assert predict.model_spec.signature_name == "serving_default"
     assert set(predict.inputs) == {"query"}
 

@@ -1,0 +1,91 @@
+"""client/ installs into an empty virtualenv without TensorFlow, imports fast, and works
+on its declared dependency floors (protobuf 5.28, grpcio 1.66, numpy 1.26)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = Path(__file__).with_name("_client_smoke.py")
+IMPORT_SECONDS = "import time; t = time.perf_counter(); import scann_serving.client; print(time.perf_counter() - t)"
+LIST_DISTS = "import importlib.metadata as m, json; print(json.dumps(sorted(d.metadata['Name'].lower().replace('_', '-') for d in m.distributions())))"
+
+
+def _venv(path: Path, *requirements: str) -> Path:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is needed to build the throwaway virtualenv (pip install uv)")
+    subprocess.run([uv, "venv", "--quiet", "--python", "3.11", str(path)], check=True, timeout=120)
+    python = path / "bin" / "python"
+    install = [
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(python),
+        str(REPO / "client"),
+        *requirements,
+    ]
+    subprocess.run(install, check=True, timeout=600)
+    return python
+
+
+def _run(python: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(python), *args], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def fresh_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _venv(tmp_path_factory.mktemp("client-venv") / "venv")
+
+
+def test_installs_no_tensorflow(fresh_python: Path) -> None:
+    dists = set(json.loads(_run(fresh_python, "-c", LIST_DISTS)))
+    heavy = ("tensorflow", "tf-keras", "tf-nightly", "keras", "scann", "jax")
+    assert not {d for d in dists - {"scann-serving-client"} if d.startswith(heavy)}
+    assert {"scann-serving-client", "grpcio", "protobuf", "numpy"} <= dists
+    assert dists <= {
+        "scann-serving-client",
+        "grpcio",
+        "protobuf",
+        "numpy",
+        "typing-extensions",
+        "pip",
+    }
+
+
+def test_import_takes_well_under_a_second(fresh_python: Path) -> None:
+    # Includes numpy (about half of it) and grpc. Best of 5 runs: the machine is shared, and
+    # the bound is the issue's "well under a second" with room for a loaded CI box.
+    _run(fresh_python, "-c", "import scann_serving.client")  # compile the .pyc files once
+    seconds = min(float(_run(fresh_python, "-c", IMPORT_SECONDS)) for _ in range(5))
+    assert seconds < 1.0, f"import scann_serving.client took {seconds:.3f} s"
+
+
+def test_works_end_to_end_without_tensorflow(fresh_python: Path) -> None:
+    facts = json.loads(_run(fresh_python, str(SMOKE)))
+    assert facts["identifiers"] == [["a-0", "a-1"], ["b-0", "b-1"]]
+    assert facts["scores"] == [[0.5, 0.5], [0.5, 0.5]]
+    assert facts["async"] == [["b-0", "b-1", "b-2"]]
+    assert facts["not_found"] and not facts["tensorflow_imported"]
+
+
+def test_scann_query_entry_point_is_installed(fresh_python: Path) -> None:
+    assert "scann-query" in _run(fresh_python.parent / "scann-query", "--help")
+
+
+def test_works_on_the_declared_floors(tmp_path: Path) -> None:
+    python = _venv(tmp_path / "venv", "protobuf==5.28.0", "grpcio==1.66.0", "numpy==1.26.4")
+    facts = json.loads(_run(python, str(SMOKE)))
+    assert facts["versions"] == {"protobuf": "5.28.0", "grpcio": "1.66.0", "numpy": "1.26.4"}
+    assert facts["identifiers"] == [["a-0", "a-1"], ["b-0", "b-1"]] and facts["not_found"]
