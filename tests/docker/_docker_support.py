@@ -120,6 +120,10 @@ def _pairs(rest: str) -> dict[str, str]:
     return dict(tok.split("=", 1) for tok in shlex.split(rest) if "=" in tok)
 
 
+def _substitute(text: str, values: Mapping[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
 def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
     """(global ARG defaults, stages) of a Dockerfile, with ARG defaults substituted."""
     global_args: dict[str, str] = {}
@@ -128,8 +132,7 @@ def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
         op, _, rest = line.partition(" ")
         op = op.upper()
         scope = stages[-1].args if stages else global_args
-        sub = {**global_args, **scope}
-        rest_sub = re.sub(r"\$\{(\w+)\}", lambda m: sub.get(m.group(1), m.group(0)), rest)
+        rest_sub = _substitute(rest, {**global_args, **scope})
         if op == "FROM":
             parts = rest_sub.split()
             stages.append(Stage(base=parts[0], name=parts[2] if len(parts) > 2 else None))
@@ -276,24 +279,36 @@ def _config_messages() -> dict[str, Any]:
         (5, "thread_pool_name", "StringValue"),
     ]:
         batching.field.add(
-            name=name, number=number, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+            name=name,
+            number=number,
+            type=f.TYPE_MESSAGE,
+            label=f.LABEL_OPTIONAL,
             type_name=f".google.protobuf.{wrapper}",
         )
-    batching.field.add(name="allowed_batch_sizes", number=6, type=f.TYPE_INT64, label=f.LABEL_REPEATED)
-    batching.field.add(name="pad_variable_length_inputs", number=7, type=f.TYPE_BOOL, label=f.LABEL_OPTIONAL)
+    batching.field.add(
+        name="allowed_batch_sizes", number=6, type=f.TYPE_INT64, label=f.LABEL_REPEATED
+    )
+    batching.field.add(
+        name="pad_variable_length_inputs", number=7, type=f.TYPE_BOOL, label=f.LABEL_OPTIONAL
+    )
     prometheus = fdp.message_type.add(name="PrometheusConfig")
     prometheus.field.add(name="enable", number=1, type=f.TYPE_BOOL, label=f.LABEL_OPTIONAL)
     prometheus.field.add(name="path", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
     monitoring = fdp.message_type.add(name="MonitoringConfig")
     monitoring.field.add(
-        name="prometheus_config", number=1, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+        name="prometheus_config",
+        number=1,
+        type=f.TYPE_MESSAGE,
+        label=f.LABEL_OPTIONAL,
         type_name=".tensorflow.serving.PrometheusConfig",
     )
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(fdp)
     return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+        name: message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"tensorflow.serving.{name}")
+        )
         for name in ("BatchingParameters", "MonitoringConfig")
     }
 

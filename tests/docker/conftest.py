@@ -13,5 +13,7 @@ from _docker_support import ALL_OVERLAYS, render_overlay
 def rendered() -> dict[str, list[dict[str, Any]]]:
     """overlay name -> the documents `kubectl kustomize` renders for it."""
     if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed; it renders the kustomize overlays (kubectl kustomize)")
+        pytest.skip(
+            "kubectl is not installed; it renders the kustomize overlays (kubectl kustomize)"
+        )
     return {name: render_overlay(name) for name in ALL_OVERLAYS}

@@ -5,6 +5,8 @@ and agree with the Dockerfiles, the Kubernetes overlays and the scripts the test
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -65,7 +67,9 @@ def test_build_commands_use_real_files_args_and_the_deployed_tags(argv: list[str
     repo, _, tag = str(option_value(argv, "-t")).rpartition(":")
     title = stages[-1].labels["org.opencontainers.image.title"]
     assert repo.rsplit("/", 1)[-1] == title
-    assert tag in _overlay_tags()[title], f"overlays deploy {title}:{_overlay_tags()[title]}, not {tag}"
+    assert tag in _overlay_tags()[title], (
+        f"overlays deploy {title}:{_overlay_tags()[title]}, not {tag}"
+    )
 
 
 def test_run_and_inspect_commands_use_built_images_and_the_contract() -> None:
@@ -114,3 +118,45 @@ def test_local_smoke_command_is_the_one_the_tests_run(tmp_path: Path) -> None:
     assert Path(argv[0]) == DOCKER_DIR / "smoke_test.sh"
     assert option_value(argv, "--model-dir") == str(tmp_path)
 
+
+README_SECTION = REPO_ROOT / "docs" / "readme" / "kubernetes.md"
+
+
+def test_readme_kubernetes_commands_match_the_bundle(rendered) -> None:
+    """docs/readme/kubernetes.md: overlays, namespace and object names exist as rendered."""
+    commands = shell_commands(README_SECTION)
+    build_commands = {tuple(c) for c in _docker("build")}
+    for argv in commands:
+        if argv[:2] == ["docker", "build"]:
+            assert tuple(argv) in build_commands, f"not a BUILD.md command: {argv}"
+        if argv[0] != "kubectl":
+            continue
+        if "-k" in argv:
+            overlay = Path(str(option_value(argv, "-k")))
+            assert overlay.parent == Path("docker/k8s/overlays") and overlay.name in rendered
+            namespaces = {d["metadata"].get("namespace") for d in rendered[overlay.name]}
+            assert namespaces == {"scann-serving"}
+        namespace = option_value(argv, "-n")
+        names = {
+            f"{d['kind'].lower()}/{d['metadata']['name']}"
+            for docs in rendered.values()
+            for d in docs
+        }
+        if namespace:
+            assert namespace == "scann-serving"
+            for arg in argv:
+                if re.fullmatch(r"(job|deployment|service|cronjob)/[\w-]+", arg):
+                    assert arg in names, f"{arg} is not in the bundle"
+
+
+def test_readme_kubernetes_scann_query_uses_real_options() -> None:
+    if shutil.which("scann-query") is None:
+        pytest.skip("scann-query is not installed")
+    help_text = subprocess.run(
+        ["scann-query", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    queries = [c for c in shell_commands(README_SECTION) if c[0] == "scann-query"]
+    assert queries
+    for argv in queries:
+        for arg in (a for a in argv if a.startswith("-")):
+            assert f" {arg} " in help_text or f"[{arg} " in help_text, f"scann-query has no {arg}"

@@ -31,7 +31,10 @@ def _hadolint() -> str:
 @pytest.mark.parametrize("image", DOCKERFILES)
 def test_hadolint_passes(image: str) -> None:
     run = subprocess.run(
-        [_hadolint(), "--no-color", str(DOCKERFILES[image])], capture_output=True, text=True, timeout=60
+        [_hadolint(), "--no-color", str(DOCKERFILES[image])],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -115,11 +118,35 @@ def test_scann_serve_image_installs_only_the_server_dependencies() -> None:
     if shutil.which("uv") is None:
         pytest.skip("uv is not on PATH")
     export = subprocess.run(
-        ["uv", "export", "--frozen", "--no-dev", "--package", "scann-serving-server",
-         "--no-hashes", "--no-header", "--no-annotate"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+        [
+            "uv",
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--package",
+            "scann-serving-server",
+            "--no-hashes",
+            "--no-header",
+            "--no-annotate",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
-    names = {re.split(r"[=\s;]", line, maxsplit=1)[0] for line in export.splitlines() if line and line[0].isalpha()}
+    names = {
+        re.split(r"[=\s;]", line, maxsplit=1)[0]
+        for line in export.splitlines()
+        if line and line[0].isalpha()
+    }
     assert {"tensorflow", "scann", "grpcio", "tensorflow-serving-api"} <= names
-    for heavy in ("tensorflow-recommenders", "tensorflow-datasets", "matplotlib", "pandas", "pytest", "tf-keras"):
+    for heavy in (
+        "tensorflow-recommenders",
+        "tensorflow-datasets",
+        "matplotlib",
+        "pandas",
+        "pytest",
+        "tf-keras",
+    ):
         assert heavy not in names, f"{heavy} is not a server dependency"

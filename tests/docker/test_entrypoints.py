@@ -84,8 +84,13 @@ def test_entrypoint_refuses_a_cpu_without_avx2_and_says_so(tmp_path: Path) -> No
     cpuinfo = _cpuinfo(tmp_path, HASWELL_FLAGS.replace(" avx2", "").replace(" fma", ""))
     proc = subprocess.run(
         [str(script)],
-        env={**os.environ, **env, "SCANN_CPUINFO": str(cpuinfo), "SCANN_CPU_ARCH": "x86_64",
-             "ENTRYPOINT_DRY_RUN": "1"},
+        env={
+            **os.environ,
+            **env,
+            "SCANN_CPUINFO": str(cpuinfo),
+            "SCANN_CPU_ARCH": "x86_64",
+            "ENTRYPOINT_DRY_RUN": "1",
+        },
         capture_output=True,
         text=True,
         timeout=30,
@@ -105,9 +110,13 @@ def test_entrypoint_refuses_a_cpu_without_avx2_and_says_so(tmp_path: Path) -> No
         ("fpu sse sse2", "x86_64", {"SCANN_SKIP_CPU_CHECK": "1"}, 0),
     ],
 )
-def test_check_cpu(tmp_path: Path, flags: str, arch: str, extra_env: dict[str, str], code: int) -> None:
+def test_check_cpu(
+    tmp_path: Path, flags: str, arch: str, extra_env: dict[str, str], code: int
+) -> None:
     env = {**os.environ, "SCANN_CPUINFO": str(_cpuinfo(tmp_path, flags)), "SCANN_CPU_ARCH": arch}
-    proc = subprocess.run([str(CHECK_CPU)], env={**env, **extra_env}, capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [str(CHECK_CPU)], env={**env, **extra_env}, capture_output=True, timeout=30
+    )
     assert proc.returncode == code, proc.stderr
 
 
@@ -124,8 +133,13 @@ def test_export_entrypoint_writes_under_the_model_base_path() -> None:
     env = {**env, "MODEL_NAME": "retrieval", "MODEL_BASE_PATH": "/models"}
     argv = entrypoint_argv(script, env, ["--dataset", "synthetic"])
     assert argv == [
-        "scann-export", "--output", "/models/retrieval", "--model-name", "retrieval",
-        "--dataset", "synthetic",
+        "scann-export",
+        "--output",
+        "/models/retrieval",
+        "--model-name",
+        "retrieval",
+        "--dataset",
+        "synthetic",
     ]
 
 

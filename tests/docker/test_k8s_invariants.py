@@ -117,7 +117,10 @@ def _all_containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any
         for c in spec.get("initContainers", []) + spec["containers"]
     ]
     for runtime in (d for d in docs if d["kind"] == "ServingRuntime"):
-        out += [(f"ServingRuntime/{runtime['metadata']['name']}", {}, c) for c in runtime["spec"]["containers"]]
+        out += [
+            (f"ServingRuntime/{runtime['metadata']['name']}", {}, c)
+            for c in runtime["spec"]["containers"]
+        ]
     return out
 
 
@@ -132,7 +135,9 @@ def test_images_are_pinned(rendered, overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", ALL_OVERLAYS)
 def test_containers_are_non_root_with_read_only_root(rendered, overlay: str) -> None:
-    image_uids = {int(parse_dockerfile(p)[1][-1].user.split(":")[0]) for p in SERVING_OVERLAYS.values()}
+    image_uids = {
+        int(parse_dockerfile(p)[1][-1].user.split(":")[0]) for p in SERVING_OVERLAYS.values()
+    }
     for what, pod, container in _all_containers(rendered[overlay]):
         sc = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
         assert sc.get("runAsNonRoot") is True, what
@@ -167,7 +172,7 @@ def test_servers_poll_the_path_the_export_jobs_write(rendered, overlay: str) -> 
     docs = rendered[overlay]
     deployment, container = _server(docs)
     flags = last_flag_values(_server_argv(overlay, container))
-    directory, key = posixpath.split(flags["model_config_file"])
+    _, key = posixpath.split(flags["model_config_file"])
     config_maps = [d for d in docs if d["kind"] == "ConfigMap" and key in d.get("data", {})]
     models = parse_config("model_config", config_maps[0]["data"][key]).model_config_list.config
     served = {m.name: m.base_path for m in models}
@@ -185,7 +190,9 @@ def test_servers_poll_the_path_the_export_jobs_write(rendered, overlay: str) -> 
         export = spec["containers"][0]
         env = container_env(export)
         written = posixpath.join(env["MODEL_BASE_PATH"], env["MODEL_NAME"])
-        assert served.get(env["MODEL_NAME"]) == written, f"{what} writes {written}, servers read {served}"
+        assert served.get(env["MODEL_NAME"]) == written, (
+            f"{what} writes {written}, servers read {served}"
+        )
         assert claim_at(spec, export, written) == claim_at(server_spec, container, written)
     server_mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
     assert server_mount.get("readOnly") is True

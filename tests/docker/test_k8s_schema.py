@@ -18,7 +18,10 @@ from _docker_support import ALL_OVERLAYS, K8S_VERSION
 from kubernetes_validate import utils as kv_utils
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-VERSIONS = sorted({K8S_VERSION, kv_utils.major_minor(kv_utils.latest_version())}, key=lambda v: tuple(map(int, v.split("."))))
+VERSIONS = sorted(
+    {K8S_VERSION, kv_utils.major_minor(kv_utils.latest_version())},
+    key=lambda v: tuple(map(int, v.split("."))),
+)
 
 
 def _crd_schema_file(doc: dict[str, Any]) -> Path | None:

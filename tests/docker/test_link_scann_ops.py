@@ -68,13 +68,23 @@ def trees(tmp_path: Path) -> tuple[Path, Path]:
     (scann / "scann/oss_wrappers").mkdir(parents=True)
     (scann / "scann/scann_ops/cc/BUILD.bazel").write_text(OPS_BUILD)
     (scann / "scann/oss_wrappers/BUILD.bazel").write_text(WRAPPERS_BUILD)
-    (scann / "setup.py").write_text('setuptools.setup(\n    name="scann",\n    version="1.4.2",\n)\n')
+    (scann / "setup.py").write_text(
+        'setuptools.setup(\n    name="scann",\n    version="1.4.2",\n)\n'
+    )
     return serving, scann
 
 
 def _link(serving: Path, scann: Path, version: str = "1.4.2") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SCRIPT), "--serving-src", str(serving), "--scann-src", str(scann), "--scann-version", version],
+        [
+            str(SCRIPT),
+            "--serving-src",
+            str(serving),
+            "--scann-src",
+            str(scann),
+            "--scann-version",
+            version,
+        ],
         capture_output=True,
         text=True,
         timeout=30,

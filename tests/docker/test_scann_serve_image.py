@@ -67,7 +67,9 @@ class Server:
             except grpc.RpcError:
                 pass
             time.sleep(0.5)
-        raise AssertionError(f"not SERVING after {STARTUP_TIMEOUT_S}s:\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"not SERVING after {STARTUP_TIMEOUT_S}s:\n{self.log.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         self.channel.close()
@@ -128,7 +130,9 @@ def test_entrypoint_with_image_env_serves_the_model(
     _assert_answers_like_brute_force(server, tiny_model_base.name, tiny_spec)
 
 
-def _overlay_files(rendered: dict[str, Any], tmp_path: Path, model_root: Path) -> tuple[dict[str, str], list[str]]:
+def _overlay_files(
+    rendered: dict[str, Any], tmp_path: Path, model_root: Path
+) -> tuple[dict[str, str], list[str]]:
     """The scann-serve overlay's env and args, with its ConfigMap written under tmp_path and
     the in-cluster paths (/etc/scann-serving, /models) mapped to local directories."""
     docs = rendered["scann-serve"]
@@ -146,7 +150,11 @@ def _overlay_files(rendered: dict[str, Any], tmp_path: Path, model_root: Path) -
 
 
 def test_overlay_flags_and_configmaps_serve_and_drain(
-    scann_serve: str, start_server: Any, rendered: Any, tiny_model_base: Path, tiny_spec: Any,
+    scann_serve: str,
+    start_server: Any,
+    rendered: Any,
+    tiny_model_base: Path,
+    tiny_spec: Any,
     tmp_path: Path,
 ) -> None:
     """The exact Kubernetes args (model config, batching, monitoring, drain) on a real server."""
