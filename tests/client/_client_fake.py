@@ -10,7 +10,6 @@ INVALID_ARGUMENT for unknown metadata fields or bad inputs).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -21,7 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import wrappers_pb2
+from google.protobuf import struct_pb2
 from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
@@ -184,8 +183,9 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                     sig_map.signature_def[key].CopyFrom(sig)
                 response.metadata["signature_def"].Pack(sig_map)
             elif name == "scann_manifest" and self.state.serve_manifest:
-                manifest = {"k": DEFAULT_K, "max_k": MAX_K, "embedding_dim": DIM}
-                response.metadata[name].Pack(wrappers_pb2.StringValue(value=json.dumps(manifest)))
+                manifest = struct_pb2.Struct()  # as scann-serve packs it
+                manifest.update({"k": DEFAULT_K, "max_k": MAX_K, "embedding_dim": DIM})
+                response.metadata[name].Pack(manifest)
             else:
                 context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {name} is not supported"

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from google.protobuf import any_pb2, wrappers_pb2
+from google.protobuf import any_pb2, json_format, struct_pb2, wrappers_pb2
 
 from scann_serving.client._errors import ProtocolError
 from scann_serving.client._proto import tf_error_pb2 as err
@@ -77,14 +77,21 @@ def _dim(signatures: Mapping[str, Signature], name: str, key: str, side: str) ->
 
 
 def parse_manifest(response: pb.GetModelMetadataResponse) -> dict[str, Any]:
-    """The export manifest in a metadata response (`{}` if absent)."""
+    """The export manifest in a metadata response (`{}` if absent).
+
+    scann-serve packs it as a `google.protobuf.Struct`; a JSON `StringValue` is read too.
+    """
     if MANIFEST_FIELD not in response.metadata:
         return {}
-    text = _unpack(response.metadata[MANIFEST_FIELD], wrappers_pb2.StringValue).value
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"the server's {MANIFEST_FIELD} is not JSON: {exc}") from exc
+    packed = response.metadata[MANIFEST_FIELD]
+    if packed.type_url.endswith("/" + struct_pb2.Struct.DESCRIPTOR.full_name):
+        manifest: Any = json_format.MessageToDict(_unpack(packed, struct_pb2.Struct))
+    else:
+        text = _unpack(packed, wrappers_pb2.StringValue).value
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"the server's {MANIFEST_FIELD} is not JSON: {exc}") from exc
     return manifest if isinstance(manifest, dict) else {}
 
 
@@ -112,6 +119,9 @@ def parse_metadata(
 
 
 def _int_or_none(value: Any) -> int | None:
+    # A Struct holds every number as a double: 100.0 is the int 100.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
