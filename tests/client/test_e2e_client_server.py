@@ -1,0 +1,162 @@
+"""End to end: the client against a real scann-serve subprocess over a real ScaNN model.
+
+Results are compared with what the official tensorflow-serving-api stub gets from the same
+server for the same request, and with brute force for the tiny model's exact index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import free_port
+from scann_serving.client import (
+    AsyncRetrievalClient,
+    DeadlineExceeded,
+    InvalidArgument,
+    InvalidRequest,
+    NotFound,
+    RetrievalClient,
+    RetryPolicy,
+    Unavailable,
+    from_grpc_error,
+)
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+MODEL = "retrieval"
+USERS = ["1", "7", "42"]
+
+
+@pytest.fixture(scope="module")
+def client(scann_serve):
+    with RetrievalClient(scann_serve.target, model=MODEL, timeout=30) as c:
+        yield c
+
+
+def _official(server, signature: str, **inputs) -> tuple[np.ndarray, np.ndarray]:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    with server.channel() as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30
+        )
+    ids = tf.make_ndarray(response.outputs["identifiers"]).astype(str)
+    return ids, tf.make_ndarray(response.outputs["scores"])
+
+
+def test_metadata_comes_from_the_served_model(client: RetrievalClient, tiny_spec) -> None:
+    meta = client.metadata()
+    assert meta.model_name == MODEL and meta.model_version == 1
+    assert {"serving_default", "retrieve", "search_embedding", "retrieve_with_exclusions"} <= set(
+        meta.signatures
+    )
+    assert meta.embedding_dim == tiny_spec.dim
+    assert (meta.default_k, meta.max_k) == (10, 50)  # make_tiny_version's k and max_k
+    assert meta.manifest["num_candidates"] == len(tiny_spec.identifiers)
+
+
+def test_retrieve_matches_the_official_stub(client: RetrievalClient, scann_serve) -> None:
+    result = client.retrieve(USERS)
+    ids, scores = _official(scann_serve, "serving_default", query=np.array(USERS, dtype=object))
+    assert result.identifiers.tolist() == ids.tolist()
+    np.testing.assert_array_equal(result.scores, scores)
+    assert (result.model_version, result.signature_name) == (1, "serving_default")
+
+    result = client.retrieve(USERS, k=25)
+    ids, scores = _official(
+        scann_serve, "retrieve", query=np.array(USERS, dtype=object), k=np.int32(25)
+    )
+    assert result.identifiers.shape == (3, 25) and result.identifiers.tolist() == ids.tolist()
+
+
+def test_retrieve_is_close_to_brute_force(client: RetrievalClient, tiny_spec) -> None:
+    result = client.retrieve(USERS, k=10)
+    truth, _ = tiny_spec.brute_force(USERS, 10)
+    recall = np.mean(
+        [len(set(a) & set(b)) / 10 for a, b in zip(result.identifiers, truth, strict=True)]
+    )
+    assert recall >= 0.8
+
+
+def test_search_and_exclusions(client: RetrievalClient, scann_serve, tiny_spec) -> None:
+    embeddings = tiny_spec.embed(USERS)
+    result = client.search(embeddings, k=4)
+    ids, _ = _official(scann_serve, "search_embedding", embedding=embeddings)
+    assert result.identifiers.tolist() == ids[:, :4].tolist()
+    plain = client.retrieve(USERS)
+    seen = [row[:3].tolist() for row in plain.identifiers]
+    excluded = client.retrieve(USERS, exclude=seen)
+    for row, gone in zip(excluded.identifiers.tolist(), seen, strict=True):
+        assert not set(row) & set(gone) and len(row) == 10
+
+
+def test_status(client: RetrievalClient) -> None:
+    status = client.status()
+    assert status.available and status.latest_available == 1
+    assert [(v.version, v.state) for v in status.versions] == [(1, "AVAILABLE")]
+
+
+def test_k_bounds_checked_before_the_call_and_by_the_server(
+    client: RetrievalClient, scann_serve
+) -> None:
+    with pytest.raises(InvalidRequest, match="max_k"):
+        client.retrieve("1", k=51)
+    # The server checks too (a request built by hand); its status maps to InvalidArgument.
+    with pytest.raises(grpc.RpcError) as info:
+        _official(scann_serve, "retrieve", query=np.array(["1"], dtype=object), k=np.int32(51))
+    error = from_grpc_error(info.value)
+    assert type(error) is InvalidArgument and "max_k" in error.details
+
+
+def test_many_concurrent_calls_from_threads(client: RetrievalClient) -> None:
+    expected = {u: client.retrieve(u, k=5).identifiers.tolist() for u in USERS}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(
+            pool.map(lambda i: (USERS[i % 3], client.retrieve(USERS[i % 3], k=5)), range(120))
+        )
+    assert all(result.identifiers.tolist() == expected[user] for user, result in got)
+
+
+async def _async_many(target: str, n: int) -> list:
+    async with AsyncRetrievalClient(target, model=MODEL, timeout=30) as c:
+        return await asyncio.gather(*(c.retrieve(USERS[i % 3], k=5) for i in range(n)))
+
+
+def test_async_many_concurrent_calls(client: RetrievalClient, scann_serve) -> None:
+    # Own event loop: grpc.aio channels belong to the loop they were made in.
+    results = asyncio.run(_async_many(scann_serve.target, 200))
+    expected = {u: client.retrieve(u, k=5).identifiers.tolist() for u in USERS}
+    assert [r.identifiers.tolist() for r in results] == [expected[USERS[i % 3]] for i in range(200)]
+
+
+def test_unknown_model_is_not_found(scann_serve) -> None:
+    with RetrievalClient(scann_serve.target, model="no-such-model") as c:
+        with pytest.raises(NotFound, match="no-such-model"):
+            c.retrieve("1")
+        with pytest.raises(NotFound):
+            c.status()
+    with RetrievalClient(scann_serve.target, model=MODEL) as c, pytest.raises(NotFound):
+        c.retrieve("1", version=99)
+
+
+def test_deadline_exceeded(client: RetrievalClient) -> None:
+    client.metadata()
+    with pytest.raises(DeadlineExceeded):
+        client.retrieve(USERS * 100, k=50, timeout=1e-4)
+
+
+def test_server_down_is_unavailable_after_retries() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_backoff=0.1, max_backoff=0.5)
+    with RetrievalClient(f"127.0.0.1:{free_port()}", model=MODEL, retry=policy, timeout=20) as c:
+        start = time.monotonic()
+        with pytest.raises(Unavailable):
+            c.retrieve("1")
+        assert time.monotonic() - start < 15
