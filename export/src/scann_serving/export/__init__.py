@@ -1,31 +1,85 @@
-"""scann_serving.export: from interactions to a versioned, ScaNN-backed TF Serving SavedModel."""
+"""scann_serving.export: from interactions to a versioned, ScaNN-backed TF Serving SavedModel.
+
+The Python API of `scann-export`::
+
+    from scann_serving.export import ExportConfig, export_model
+
+    result = export_model(ExportConfig(output=Path("models/retrieval"), dataset="synthetic"))
+    result.version_dir, result.manifest["evaluation"]["recall_at_k"]
+
+Names that need TensorFlow (the pipeline, towers, data sources) are imported on first use,
+so reading constants such as `MANIFEST_FILENAME` stays cheap.
+
+Errors: `DataError` (a `--dataset` or tower input is unusable), `ValueError` (an option is
+out of range), `VersionExistsError` (never overwrite), `VerificationError` (the version did
+not reload identically in a fresh process; nothing was published).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os as _os
+from typing import Any
 
 # TFRS needs the Keras 2 API; this must be decided before TensorFlow is first imported.
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from scann_serving.export._index import IndexConfig, default_config
-from scann_serving.export._manifest import (
+from scann_serving.export._data import DataError, Interactions, SyntheticSpec  # noqa: E402
+from scann_serving.export._index import (  # noqa: E402
+    IndexConfig,
+    IndexOptions,
+    default_config,
+    tree_config,
+)
+from scann_serving.export._manifest import (  # noqa: E402
     ASSETS_EXTRA,
     MANIFEST_FILENAME,
     WARMUP_FILENAME,
 )
-from scann_serving.export._publish import (
+from scann_serving.export._publish import (  # noqa: E402
     VersionExistsError,
     existing_versions,
     next_version,
 )
 
+_LAZY = {
+    "ExportConfig": "_pipeline",
+    "ExportResult": "_pipeline",
+    "export_model": "_pipeline",
+    "DataOptions": "_sources",
+    "load_dataset": "_sources",
+    "TrainingOptions": "_towers",
+    "OwnTowersOptions": "_own_towers",
+    "VerificationError": "_verify",
+}
+
 __all__ = [
     "ASSETS_EXTRA",
     "MANIFEST_FILENAME",
     "WARMUP_FILENAME",
+    "DataError",
+    "DataOptions",
+    "ExportConfig",
+    "ExportResult",
     "IndexConfig",
+    "IndexOptions",
+    "Interactions",
+    "OwnTowersOptions",
+    "SyntheticSpec",
+    "TrainingOptions",
+    "VerificationError",
     "VersionExistsError",
     "default_config",
     "existing_versions",
+    "export_model",
+    "load_dataset",
     "next_version",
+    "tree_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f"scann_serving.export.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'scann_serving.export' has no attribute {name!r}")
