@@ -24,19 +24,19 @@ from typing import Any
 # TFRS needs the Keras 2 API; this must be decided before TensorFlow is first imported.
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from scann_serving.export._data import DataError, Interactions, SyntheticSpec  # noqa: E402
-from scann_serving.export._index import (  # noqa: E402
+from scann_serving.export._data import DataError, Interactions, SyntheticSpec
+from scann_serving.export._index import (
     IndexConfig,
     IndexOptions,
     default_config,
     tree_config,
 )
-from scann_serving.export._manifest import (  # noqa: E402
+from scann_serving.export._manifest import (
     ASSETS_EXTRA,
     MANIFEST_FILENAME,
     WARMUP_FILENAME,
 )
-from scann_serving.export._publish import (  # noqa: E402
+from scann_serving.export._publish import (
     VersionExistsError,
     existing_versions,
     next_version,
