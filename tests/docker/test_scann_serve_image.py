@@ -21,7 +21,14 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from _docker_support import DOCKERFILES, free_port, image_entrypoint, local_smoke_command, one
+from _docker_support import (
+    DOCKERFILES,
+    free_port,
+    image_entrypoint,
+    local_smoke_command,
+    one,
+    parse_config,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 STARTUP_TIMEOUT_S = 180
@@ -93,29 +100,29 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
-def _assert_answers_like_brute_force(server: Server, model: str, tiny_spec: Any) -> None:
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+def _predict(
+    server: Server, model: str, signature: str, queries: list[str], k: int | None = None
+) -> np.ndarray:
+    """Identifiers `[batch, k]` from a Predict call with tensorflow-serving-api's stubs."""
+    import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    queries = ["1", "7"]
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["query"].CopyFrom(
-        tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING,
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(queries))]
-            ),
-            string_val=[q.encode() for q in queries],
-        )
-    )
+    request.model_spec.signature_name = signature
+    request.inputs["query"].CopyFrom(tf.make_tensor_proto(queries, dtype=tf.string))
+    if k is not None:
+        request.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
     stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
     response = stub.Predict(request, timeout=30)
     ids = np.array([s.decode() for s in response.outputs["identifiers"].string_val])
-    ids = ids.reshape(len(queries), -1)
-    expected, _ = tiny_spec.brute_force(queries, k=ids.shape[1])
-    np.testing.assert_array_equal(ids, expected)
+    return ids.reshape(len(queries), -1)
+
+
+def _assert_answers_like_brute_force(server: Server, model: str, tiny_spec: Any) -> None:
+    queries = ["1", "7"]
+    ids = _predict(server, model, "serving_default", queries)
+    np.testing.assert_array_equal(ids, tiny_spec.brute_force(queries, k=ids.shape[1])[0])
     status = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}", timeout=10)
     assert status.status_code == 200
     assert "AVAILABLE" in {v["state"] for v in status.json()["model_version_status"]}
@@ -161,10 +168,14 @@ def test_overlay_flags_and_configmaps_serve_and_drain(
     env, args = _overlay_files(rendered, tmp_path, tiny_model_base.parent)
     server = start_server(env, [*args, f"--drain_grace_seconds={DRAIN_FOR_TEST_S}"])
     _assert_answers_like_brute_force(server, env["MODEL_NAME"], tiny_spec)
-    metrics_path = next(a for a in args if a.startswith("--monitoring_config_file="))
-    assert metrics_path
+    # With --enable_batching, `retrieve` (scalar k) must still work: TF Serving's batching
+    # refuses it, which is why only this overlay enables batching.
+    ids = _predict(server, env["MODEL_NAME"], "retrieve", ["3", "4"], k=3)
+    np.testing.assert_array_equal(ids, tiny_spec.brute_force(["3", "4"], k=3)[0])
+    monitoring = next(a for a in args if a.startswith("--monitoring_config_file="))
+    config = parse_config("monitoring", Path(monitoring.split("=", 1)[1]).read_text())
     metrics = requests.get(
-        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=10
+        f"http://127.0.0.1:{server.rest_port}{config.prometheus_config.path}", timeout=10
     )
     assert metrics.status_code == 200 and "# TYPE" in metrics.text
     # SIGTERM (what the kubelet sends after preStop): exits cleanly within its drain budget,
