@@ -160,3 +160,27 @@ def test_readme_kubernetes_scann_query_uses_real_options() -> None:
     for argv in queries:
         for arg in (a for a in argv if a.startswith("-")):
             assert f" {arg} " in help_text or f"[{arg} " in help_text, f"scann-query has no {arg}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runner", "docker"], "--runner docker needs --image"),
+        (["--runner", "podman"], "--runner must be docker or local"),
+        (["--model-dri", "x"], "unknown argument '--model-dri'"),
+    ],
+)
+def test_smoke_test_script_explains_bad_usage(args: list[str], message: str) -> None:
+    run = subprocess.run(
+        [str(DOCKER_DIR / "smoke_test.sh"), *args], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode != 0 and message in run.stderr
+
+
+def test_smoke_test_help_is_its_usage() -> None:
+    run = subprocess.run(
+        [str(DOCKER_DIR / "smoke_test.sh"), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 64
+    assert run.stdout.startswith("Smoke test:") and "--model-dir DIR" in run.stdout
+    assert "Needs on the host" in run.stdout

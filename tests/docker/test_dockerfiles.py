@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from _docker_support import DOCKERFILES, REPO_ROOT, parse_dockerfile
+from _docker_support import DOCKER_DIR, DOCKERFILES, REPO_ROOT, parse_dockerfile
 
 PINS = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["scann-serving"]["pins"]
 LOCK = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
@@ -150,3 +150,14 @@ def test_scann_serve_image_installs_only_the_server_dependencies() -> None:
         "tf-keras",
     ):
         assert heavy not in names, f"{heavy} is not a server dependency"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in DOCKER_DIR.glob("*.sh")))
+def test_scripts_are_shellcheck_clean(script: str) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (Debian: apt-get install shellcheck)")
+    run = subprocess.run(
+        [shellcheck, str(DOCKER_DIR / script)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout

@@ -7,15 +7,19 @@ container runtime would run it, and the probes/ports/grace are checked against t
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from _docker_support import (
     ALL_OVERLAYS,
+    K8S_DIR,
     SERVING_OVERLAYS,
     container_env,
     entrypoint_argv,
@@ -252,3 +256,40 @@ def test_scann_serve_accepts_every_flag_the_overlay_passes(rendered) -> None:
     argv = _server_argv("scann-serve", container)
     missing = [a for a in argv[1:] if f"--{a[2:].split('=')[0]}" not in help_run.stdout]
     assert not missing, f"scann-serve --help does not list: {missing}"
+
+
+def _size_model(path: Path) -> dict[str, int]:
+    run = subprocess.run(
+        [sys.executable, str(K8S_DIR / "size_model.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [line.split(": ") for line in run.stdout.splitlines() if not line.startswith("#")]
+    return {key: memory_bytes(value) for key, value in lines}
+
+
+def test_size_model_sizes_from_the_exported_model(tiny_model_base: Path, tmp_path: Path) -> None:
+    """docker/k8s/size_model.py: annotation and limit (= 2 x estimate) from a real export."""
+    tiny = _size_model(tiny_model_base)
+    assert tiny["resources.limits.memory"] == 2 * tiny[MEMORY_ANNOTATION]
+    assert tiny["resources.requests.memory"] == tiny["resources.limits.memory"]
+    # A catalogue of 1M x 128 float32 embeddings (512 MiB) must dominate the estimate.
+    big = tmp_path / "big" / "7"
+    shutil.copytree(next(p for p in tiny_model_base.iterdir() if p.name.isdigit()), big)
+    manifest = big / "assets.extra" / "scann_manifest.json"
+    meta = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**meta, "num_candidates": 1_000_000, "embedding_dim": 128}))
+    sized = _size_model(big.parent)
+    assert sized[MEMORY_ANNOTATION] >= (512 + 512) * 2**20  # embeddings + TF runtime
+
+
+def test_size_model_explains_a_path_without_versions(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(K8S_DIR / "size_model.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0 and "has no numeric version directories" in run.stderr
