@@ -1,0 +1,65 @@
+"""Fixtures for the reliability tests: one shared real scann-serve hosting several models.
+
+Starting scann-serve costs a TensorFlow import, so the tests that do not stop, secure or
+measure the server share one process. It serves, from a --model_config_file:
+
+- `retrieval`: the read-only tiny model (bad input, deadlines, limits);
+- `rollover`, `broken`, `atomic`: private copies of it, each in its own base path, which
+  the rollover / broken-version / atomic-publish tests add versions to.
+
+It polls every second and refuses requests of more than MAX_BATCH rows or MAX_MESSAGE bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _rel_support import MAX_BATCH, MAX_MESSAGE, MUTABLE_MODELS, POLL_SECONDS, SharedServer
+from serve_helpers import ServerProcess
+
+
+def _config_text(bases: dict[str, Path]) -> str:
+    entries = "\n".join(
+        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}'
+        for name, base in bases.items()
+    )
+    return f"model_config_list {{\n{entries}\n}}\n"
+
+
+@pytest.fixture(scope="session")
+def shared_server(
+    tiny_model_base: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedServer]:
+    """scann-serve with `retrieval` + the mutable models, shared by the reliability tests."""
+    root = tmp_path_factory.mktemp("reliability_models")
+    bases = {"retrieval": tiny_model_base}
+    for name in MUTABLE_MODELS:
+        bases[name] = root / name
+        shutil.copytree(tiny_model_base, bases[name])
+    config = root / "models.config"
+    config.write_text(_config_text(bases))
+    process = ServerProcess(
+        f"--model_config_file={config}",
+        f"--file_system_poll_wait_seconds={POLL_SECONDS}",
+        f"--max_request_batch_size={MAX_BATCH}",
+        f"--grpc_channel_arguments=grpc.max_receive_message_length={MAX_MESSAGE}",
+    )
+    process.start()
+    channel = process.channel()
+    try:
+        yield SharedServer(process, bases, channel)
+    finally:
+        channel.close()
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def alt_spec() -> Any:
+    """A second tiny model's data (other embeddings: other answers for the same queries)."""
+    from scann_serving.export.testing import tiny_spec
+
+    return tiny_spec(seed=1)
