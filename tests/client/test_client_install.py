@@ -4,6 +4,7 @@ on its declared dependency floors (protobuf 5.28, grpcio 1.66, numpy 1.26)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,9 +37,10 @@ def _venv(path: Path, *requirements: str) -> Path:
     return python
 
 
-def _run(python: Path, *args: str) -> str:
+def _run(python: Path, *args: str, impl: str | None = None) -> str:
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": impl} if impl else None
     done = subprocess.run(
-        [str(python), *args], capture_output=True, text=True, timeout=120, cwd="/"
+        [str(python), *args], capture_output=True, text=True, timeout=120, cwd="/", env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -72,8 +74,9 @@ def test_import_takes_well_under_a_second(fresh_python: Path) -> None:
     assert seconds < 1.0, f"import scann_serving.client took {seconds:.3f} s"
 
 
-def test_works_end_to_end_without_tensorflow(fresh_python: Path) -> None:
-    facts = json.loads(_run(fresh_python, str(SMOKE)))
+@pytest.mark.parametrize("protobuf_impl", ["upb", "python"])
+def test_works_end_to_end_without_tensorflow(fresh_python: Path, protobuf_impl: str) -> None:
+    facts = json.loads(_run(fresh_python, "-W", "error", str(SMOKE), impl=protobuf_impl))
     assert facts["identifiers"] == [["a-0", "a-1"], ["b-0", "b-1"]]
     assert facts["scores"] == [[0.5, 0.5], [0.5, 0.5]]
     assert facts["async"] == [["b-0", "b-1", "b-2"]]
@@ -84,8 +87,17 @@ def test_scann_query_entry_point_is_installed(fresh_python: Path) -> None:
     assert "scann-query" in _run(fresh_python.parent / "scann-query", "--help")
 
 
-def test_works_on_the_declared_floors(tmp_path: Path) -> None:
-    python = _venv(tmp_path / "venv", "protobuf==5.28.0", "grpcio==1.66.0", "numpy==1.26.4")
-    facts = json.loads(_run(python, str(SMOKE)))
-    assert facts["versions"] == {"protobuf": "5.28.0", "grpcio": "1.66.0", "numpy": "1.26.4"}
+@pytest.mark.parametrize(
+    "pins",
+    [
+        ("protobuf==5.28.0", "grpcio==1.66.0", "numpy==1.26.4"),  # the declared floors
+        ("protobuf==6.31.1", "grpcio==1.70.0", "numpy==2.2.6"),  # the major in between
+    ],
+    ids=["floors", "protobuf6"],
+)
+def test_works_on_older_runtimes(tmp_path: Path, pins: tuple[str, ...]) -> None:
+    python = _venv(tmp_path / "venv", *pins)
+    # -W error: no VersionError and no gencode-version warning either.
+    facts = json.loads(_run(python, "-W", "error", str(SMOKE)))
+    assert facts["versions"] == dict(pin.split("==") for pin in pins)
     assert facts["identifiers"] == [["a-0", "a-1"], ["b-0", "b-1"]] and facts["not_found"]
