@@ -106,3 +106,18 @@ def test_installed_entry_point(fake: FakeState, target: str) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["identifiers"][0]) == 2
+
+
+def test_wait_for_a_ready_model(capsys, fake: FakeState, target: str) -> None:
+    fake.versions = ()  # nothing loaded yet: status answers no AVAILABLE version
+    code, _, err = run(capsys, "--target", target, "--model", MODEL, "--wait", "1", "status")
+    assert code == 1 and "not AVAILABLE after 1 s (no versions)" in err
+    fake.versions = (1,)
+    code, out, _ = run(capsys, "--target", target, "--model", MODEL, "--wait", "5", "--query", "1")
+    assert code == 0 and "query 1" in out
+
+
+def test_wait_gives_up_on_a_server_that_is_down(capsys) -> None:
+    argv = ["--target", f"127.0.0.1:{free_port()}", "--model", MODEL, "--wait", "1", "--query", "1"]
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and err.startswith("scann-query: error: Unavailable:") and "after 1 s" in err

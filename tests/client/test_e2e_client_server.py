@@ -7,8 +7,12 @@ server for the same request, and with brute force for the tiny model's exact ind
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -160,3 +164,34 @@ def test_server_down_is_unavailable_after_retries() -> None:
         with pytest.raises(Unavailable):
             c.retrieve("1")
         assert time.monotonic() - start < 15
+
+
+def test_scann_query_against_the_server(scann_serve, client: RetrievalClient) -> None:
+    exe = Path(sys.executable).with_name("scann-query")
+    argv = ["--target", scann_serve.target, "--model", MODEL, "--wait", "30"]
+    done = subprocess.run(
+        [exe, *argv, "--query", "1", "7", "-k", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        json.loads(done.stdout)["identifiers"]
+        == client.retrieve(["1", "7"], k=3).identifiers.tolist()
+    )
+    table = subprocess.run(
+        [exe, *argv, "--query", "42"], capture_output=True, text=True, timeout=120
+    )
+    assert table.returncode == 0 and table.stdout.splitlines()[3].split() == [
+        "rank",
+        "identifier",
+        "score",
+    ]
+    missing = subprocess.run(
+        [exe, *argv[:2], "--model", "nope", "--query", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 1 and missing.stderr.startswith("scann-query: error: NotFound:")

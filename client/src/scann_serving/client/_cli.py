@@ -4,6 +4,7 @@
     scann-query --target localhost:8500 --model retrieval --embedding 0.1,0.2,... --json
     scann-query --target localhost:8500 --model retrieval status
     scann-query --target localhost:8500 --model retrieval metadata
+    scann-query --target localhost:8500 --model retrieval --wait 60 --query 1 2 3
 
 Exit status: 0 on success, 1 when the call fails (one line on stderr), 2 for bad usage.
 """
@@ -13,12 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from scann_serving.client._client import RetrievalClient
 from scann_serving.client._config import DEFAULT_TIMEOUT, TLS
-from scann_serving.client._errors import ScannServingError
+from scann_serving.client._errors import (
+    DeadlineExceeded,
+    NotFound,
+    ScannServingError,
+    Unavailable,
+)
 from scann_serving.client._format import metadata_text, result_text, status_text
 
 _COMMANDS = ("status", "metadata")
@@ -39,6 +46,13 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     add("--ca", default=default(None), help="TLS: CA bundle (PEM) for the server certificate")
     add("--cert", default=default(None), help="mTLS: client certificate (PEM)")
     add("--key", default=default(None), help="mTLS: client private key (PEM)")
+    add(
+        "--wait",
+        type=float,
+        default=default(0.0),
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the model to have an AVAILABLE version",
+    )
     add("--tls", action="store_true", default=default(False), help="TLS with system roots")
     add("--server-name", default=default(None), help="TLS: name to verify the certificate for")
 
@@ -86,6 +100,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
         args.target, model=args.model, timeout=args.timeout, tls=_tls(args)
     ) as client:
         pin = {"version": args.version, "label": args.label}
+        if args.wait > 0:
+            _wait_ready(client, args.wait)
         if args.command == "status":
             status = client.status(version=args.version)
             return json.dumps(_status_dict(status), indent=2) if args.json else status_text(status)
@@ -102,6 +118,24 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
         if args.json:
             return json.dumps({"queries": queries, **result.to_dict()}, indent=2)
         return result_text(result, queries)
+
+
+def _wait_ready(client: RetrievalClient, seconds: float) -> None:
+    """Poll GetModelStatus until a version is AVAILABLE (a server starting up answers
+    UNAVAILABLE, and NOT_FOUND until the model's first version is loaded)."""
+    deadline = time.monotonic() + seconds
+    last = "no answer"
+    while True:
+        try:
+            status = client.status(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+            if status.available:
+                return
+            last = ", ".join(f"{v.version}: {v.state}" for v in status.versions) or "no versions"
+        except (Unavailable, NotFound, DeadlineExceeded) as exc:
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            raise Unavailable(f"model {client.model!r} not AVAILABLE after {seconds:g} s ({last})")
+        time.sleep(0.5)
 
 
 def _status_dict(status: Any) -> dict[str, Any]:
