@@ -37,6 +37,9 @@ _DTYPE_OF_NUMPY: dict[Any, int] = {
     np.dtype(np.uint8): types_pb2.DT_UINT8,
 }
 
+#: Most elements one value may fill (TensorProto's broadcast of a single value).
+MAX_BROADCAST_ELEMENTS = 1 << 22
+
 
 def dtype_name(dtype: int) -> str:
     """'string', 'float', 'int32', ... for a DataType enum value (TF Serving's wording)."""
@@ -57,6 +60,11 @@ def _fill(values: Any, size: int, shape: tuple[int, ...], name: str) -> list[Any
     if count == size:
         return values
     if count == 1 and size > 1:  # TensorProto's convention: one value fills the tensor
+        if size > MAX_BROADCAST_ELEMENTS:  # a 20-byte request must not allocate gigabytes
+            raise InvalidArgument(
+                f"input '{name}' has 1 value for shape {list(shape)} ({size} elements), more "
+                f"than {MAX_BROADCAST_ELEMENTS} can be filled from one value; send the values"
+            )
         return list(values) * size
     raise InvalidArgument(
         f"input '{name}' has {count} values but its shape {list(shape)} needs {size}; "
