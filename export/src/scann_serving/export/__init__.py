@@ -48,8 +48,8 @@ _LAZY = {
     "export_model": "_pipeline",
     "DataOptions": "_sources",
     "load_dataset": "_sources",
-    "TrainingOptions": "_towers",
-    "OwnTowersOptions": "_own_towers",
+    "TrainingOptions": "_options",
+    "OwnTowersOptions": "_options",
     "VerificationError": "_verify",
 }
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from scann_serving.export._data import DataError, SyntheticSpec
 from scann_serving.export._index import INDEX_KINDS, IndexOptions
-from scann_serving.export._own_towers import OwnTowersOptions
+from scann_serving.export._options import OwnTowersOptions, TrainingOptions
 from scann_serving.export._pipeline import ExportConfig
 from scann_serving.export._sources import DATASET_HELP, DataOptions
-from scann_serving.export._towers import TrainingOptions
 
 EXIT_USAGE = 2
 EXIT_VERIFY = 1

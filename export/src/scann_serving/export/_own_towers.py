@@ -9,26 +9,13 @@ line) or one Parquet file with an identifier column and a list-of-floats embeddi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from scann_serving.export._data import DataError
+from scann_serving.export._options import OwnTowersOptions
 from scann_serving.export._towers import Towers
-
-
-@dataclass(frozen=True)
-class OwnTowersOptions:
-    """Where the user's towers are and how to read them."""
-
-    query_model: Path
-    candidates: Path
-    candidate_ids: Path | None = None
-    signature: str = "serving_default"
-    output: str | None = None
-    id_column: str = "identifier"
-    embedding_column: str = "embedding"
 
 
 class SignatureTower(tf.Module):

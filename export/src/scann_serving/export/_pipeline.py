@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scann_serving.export._data import Interactions
 from scann_serving.export._index import IndexOptions
-from scann_serving.export._own_towers import OwnTowersOptions
+from scann_serving.export._options import OwnTowersOptions, TrainingOptions
 from scann_serving.export._sources import DataOptions
-from scann_serving.export._towers import Towers, TrainingOptions
+
+if TYPE_CHECKING:
+    from scann_serving.export._towers import Towers
 
 Progress = Callable[[str], None]
 WARMUP_QUERIES = 8
