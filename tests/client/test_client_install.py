@@ -13,7 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = Path(__file__).with_name("_client_smoke.py")
-IMPORT_SECONDS = "import time; t = time.perf_counter(); import scann_serving.client; print(time.perf_counter() - t)"
+IMPORT_SECONDS = (
+    "import time; t, c = time.perf_counter(), time.process_time(); import scann_serving.client; "
+    "print(time.perf_counter() - t, time.process_time() - c)"
+)
 LIST_DISTS = "import importlib.metadata as m, json; print(json.dumps(sorted(d.metadata['Name'].lower().replace('_', '-') for d in m.distributions())))"
 
 
@@ -67,11 +70,14 @@ def test_installs_no_tensorflow(fresh_python: Path) -> None:
 
 
 def test_import_takes_well_under_a_second(fresh_python: Path) -> None:
-    # Includes numpy (about half of it) and grpc. Best of 5 runs: the machine is shared, and
-    # the bound is the "well under a second" with room for a loaded CI box.
+    # numpy is about half of it. The bound is on the CPU time the import costs, because
+    # wall time on a shared 2-core box mostly measures the other tenants (it was 1.1 s
+    # wall for 0.39 s CPU at load 5.8); the wall bound only catches something pathological.
     _run(fresh_python, "-c", "import scann_serving.client")  # compile the .pyc files once
-    seconds = min(float(_run(fresh_python, "-c", IMPORT_SECONDS)) for _ in range(5))
-    assert seconds < 1.0, f"import scann_serving.client took {seconds:.3f} s"
+    runs = [tuple(map(float, _run(fresh_python, "-c", IMPORT_SECONDS).split())) for _ in range(5)]
+    wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+    assert cpu < 0.6, f"import scann_serving.client took {cpu:.3f} s CPU ({wall:.3f} s wall)"
+    assert wall < 3.0, f"import scann_serving.client took {wall:.3f} s wall ({cpu:.3f} s CPU)"
 
 
 @pytest.mark.parametrize("protobuf_impl", ["upb", "python"])
