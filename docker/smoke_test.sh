@@ -3,7 +3,7 @@
 #
 # Usage: docker/smoke_test.sh [--runner docker|local] [--image IMAGE] [--export-image IMAGE]
 #                             [--model-dir DIR] [--model-name NAME] [--query KEY] [-k N]
-#                             [--timeout SECONDS]
+#                             [--export-arg ARG]... [--timeout SECONDS]
 #   --runner docker   (default) run --image (a serving image) and --export-image with Docker
 #   --runner local    run docker/serving_entrypoint.sh with the locally installed scann-serve
 #                     (SERVER_BINARY) and docker/export_entrypoint.sh: what `make test` does
@@ -11,6 +11,7 @@
 #   --export-image    export image used to write a fresh model (docker runner)
 #   --model-dir DIR   skip the export and serve the versions in DIR (DIR/<version>/), e.g.
 #                     the output of `make demo` (out/demo-models)
+#   --export-arg ARG  extra scann-export argument (repeat), e.g. --export-arg --epochs=1
 #   --model-name      default: retrieval     --query  query key, default: 1     -k  default: 5
 # Steps: export a new version -> start the server -> wait until the model is AVAILABLE
 # (REST status) -> scann-query over gRPC and a REST :predict -> SIGTERM -> clean exit.
@@ -18,6 +19,7 @@
 set -euo pipefail
 
 runner=docker image="" export_image="" model_dir="" model_name=retrieval query=1 k=5 timeout=180
+export_args=()
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
 
@@ -26,7 +28,7 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 64
 }
 
@@ -37,6 +39,7 @@ while (($# > 0)); do
     --export-image) export_image="${2:?}" && shift 2 ;;
     --model-dir) model_dir="${2:?}" && shift 2 ;;
     --model-name) model_name="${2:?}" && shift 2 ;;
+    --export-arg) export_args+=("${2:?}") && shift 2 ;;
     --query) query="${2:?}" && shift 2 ;;
     -k) k="${2:?}" && shift 2 ;;
     --timeout) timeout="${2:?}" && shift 2 ;;
@@ -71,9 +74,9 @@ export_model() {
   if [[ "${runner}" == docker ]]; then
     [[ -n "${export_image}" ]] || die "no --model-dir given: --export-image is needed to export one"
     docker run --rm --user "$(id -u):$(id -g)" -v "${base}:/models" -e "MODEL_NAME=${model_name}" \
-      "${export_image}" --dataset synthetic
+      "${export_image}" --dataset synthetic "${export_args[@]}"
   else
-    MODEL_BASE_PATH="${base}" MODEL_NAME="${model_name}" "${here}/export_entrypoint.sh" --dataset synthetic
+    MODEL_BASE_PATH="${base}" MODEL_NAME="${model_name}" "${here}/export_entrypoint.sh" --dataset synthetic "${export_args[@]}"
   fi
   model_dir="${base}/${model_name}"
 }

@@ -353,10 +353,20 @@ def option_value(argv: Sequence[str], option: str) -> str | None:
     return value
 
 
-def local_smoke_command(model_dir: Path) -> list[str]:
-    """BUILD.md's `docker/smoke_test.sh --runner local` command, pointed at `model_dir`."""
+def local_smoke_command(model_dir: Path | None = None) -> list[str]:
+    """BUILD.md's `docker/smoke_test.sh --runner local` command: the one serving `model_dir`
+    (--model-dir replaced), or without a model dir the one that exports a fresh model."""
     commands = shell_commands(REPO_ROOT / "BUILD.md")
-    argv = list(next(c for c in commands if c[0] == "docker/smoke_test.sh" and "local" in c))
+    argv = list(
+        next(
+            c
+            for c in commands
+            if c[0] == "docker/smoke_test.sh"
+            and "local" in c
+            and ("--model-dir" in c) == bool(model_dir)
+        )
+    )
     argv[0] = str(REPO_ROOT / argv[0])
-    argv[argv.index("--model-dir") + 1] = str(model_dir)
+    if model_dir is not None:
+        argv[argv.index("--model-dir") + 1] = str(model_dir)
     return argv

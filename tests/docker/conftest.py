@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -17,3 +18,25 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
             "kubectl is not installed; it renders the kustomize overlays (kubectl kustomize)"
         )
     return {name: render_overlay(name) for name in ALL_OVERLAYS}
+
+
+def _cli_help(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    run = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=180)
+    if run.returncode != 0:
+        pytest.skip(f"{name} --help does not run yet: {run.stderr.strip()[-300:]}")
+    return run.stdout
+
+
+@pytest.fixture(scope="session")
+def scann_export_help() -> str:
+    """`scann-export --help` (it imports TensorFlow: run once per session)."""
+    return _cli_help("scann-export")
+
+
+@pytest.fixture(scope="session")
+def scann_serve_help() -> str:
+    """`scann-serve --help`; skips the test while the server is not runnable."""
+    return _cli_help("scann-serve")

@@ -4,6 +4,7 @@ and agree with the Dockerfiles, the Kubernetes overlays and the scripts the test
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -97,8 +98,8 @@ def test_smoke_test_commands_use_real_options_and_built_images() -> None:
     assert {option_value(c, "--runner") or "docker" for c in runs} == {"docker", "local"}
     tags = _built_tags()
     for argv in runs:
-        for arg in argv[1:]:
-            if arg.startswith("-") and not arg.lstrip("-").isdigit():
+        for previous, arg in itertools.pairwise(argv):
+            if arg.startswith("-") and not arg.lstrip("-").isdigit() and previous != "--export-arg":
                 assert arg in cases, f"smoke_test.sh has no option {arg}"
         for option in ("--image", "--export-image"):
             if option_value(argv, option):
@@ -175,6 +176,14 @@ def test_smoke_test_script_explains_bad_usage(args: list[str], message: str) -> 
         [str(DOCKER_DIR / "smoke_test.sh"), *args], capture_output=True, text=True, timeout=30
     )
     assert run.returncode != 0 and message in run.stderr
+
+
+def test_smoke_export_args_exist_in_scann_export(scann_export_help: str) -> None:
+    argv = local_smoke_command()
+    for i, arg in enumerate(argv):
+        if arg == "--export-arg":
+            option = argv[i + 1].split("=")[0]
+            assert option in scann_export_help, f"scann-export has no {option}"
 
 
 def test_smoke_test_help_is_its_usage() -> None:

@@ -1,9 +1,9 @@
 """The scann-serve image's entrypoint starts a REAL scann-serve that answers queries.
 
-Run here with the image's ENV (from docker/scann-serve.Dockerfile), the tiny real ScaNN
-model, and (second test) the exact flags of the Kubernetes overlay with its ConfigMap files.
-Queried with tensorflow-serving-api's stubs (the independent reference client) and checked
-against brute force; the smoke test script (BUILD.md) is run against the same model.
+Run here with the image's ENV (from docker/scann-serve.Dockerfile) and the tiny real ScaNN
+model: with the exact flags of the Kubernetes overlay and its ConfigMap files, queried with
+tensorflow-serving-api's stubs (the independent reference client) and checked against brute
+force; and through BUILD.md's smoke test script (the plain contract, queried by scann-query).
 """
 
 from __future__ import annotations
@@ -36,16 +36,10 @@ DRAIN_FOR_TEST_S = 2
 
 
 @pytest.fixture(scope="session")
-def scann_serve() -> str:
+def scann_serve(scann_serve_help: str) -> str:
     """The scann-serve executable; session-scoped so a missing server skips before the
     (session-scoped) tiny model is built."""
-    path = shutil.which("scann-serve")
-    if path is None:
-        pytest.skip("scann-serve is not installed (serving/ distribution)")
-    run = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
-    if run.returncode != 0:
-        pytest.skip(f"scann-serve is not runnable yet: {run.stderr.strip()[-200:]}")
-    return path
+    return str(shutil.which("scann-serve"))
 
 
 class Server:
@@ -128,15 +122,6 @@ def _assert_answers_like_brute_force(server: Server, model: str, tiny_spec: Any)
     assert "AVAILABLE" in {v["state"] for v in status.json()["model_version_status"]}
 
 
-def test_entrypoint_with_image_env_serves_the_model(
-    scann_serve: str, start_server: Any, tiny_model_base: Path, tiny_spec: Any
-) -> None:
-    """The tensorflow/serving contract: MODEL_NAME + MODEL_BASE_PATH and nothing else."""
-    env = {"MODEL_NAME": tiny_model_base.name, "MODEL_BASE_PATH": str(tiny_model_base.parent)}
-    server = start_server(env)
-    _assert_answers_like_brute_force(server, tiny_model_base.name, tiny_spec)
-
-
 def _overlay_files(
     rendered: dict[str, Any], tmp_path: Path, model_root: Path
 ) -> tuple[dict[str, str], list[str]]:
@@ -188,14 +173,34 @@ def test_overlay_flags_and_configmaps_serve_and_drain(
 
 
 def test_build_md_local_smoke_test_passes(scann_serve: str, tiny_model_base: Path) -> None:
-    """BUILD.md's `docker/smoke_test.sh --runner local ...` command, on the tiny model:
-    serve through the entrypoint, scann-query over gRPC, REST :predict, SIGTERM."""
+    """BUILD.md's `docker/smoke_test.sh --runner local ...` command, on the tiny model and
+    with the image's ENV: the plain tensorflow/serving contract (MODEL_NAME, MODEL_BASE_PATH,
+    extra args) through the entrypoint, scann-query over gRPC, REST :predict, SIGTERM."""
     if shutil.which("scann-query") is None:
         pytest.skip("scann-query (client) is not installed")
     query_help = subprocess.run(["scann-query", "--help"], capture_output=True, timeout=60)
     if query_help.returncode != 0:
         pytest.skip("scann-query is not runnable yet")
+    _, image_env = image_entrypoint(DOCKERFILES["scann-serve"])
     argv = [*local_smoke_command(tiny_model_base), "--timeout", str(STARTUP_TIMEOUT_S)]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S + 60)
+    run = subprocess.run(
+        argv,
+        env={**os.environ, **image_env},
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S + 60,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "smoke_test: PASSED" in run.stdout
+
+
+@pytest.mark.slow
+def test_build_md_fresh_export_smoke_test_passes(scann_serve: str) -> None:
+    """BUILD.md's end-to-end local smoke test: export_entrypoint.sh writes a fresh model
+    (small synthetic dataset), serving_entrypoint.sh serves it, the client queries it."""
+    if shutil.which("scann-query") is None or shutil.which("scann-export") is None:
+        pytest.skip("scann-query and scann-export are needed")
+    argv = [*local_smoke_command(), "--timeout", str(STARTUP_TIMEOUT_S)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S + 600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "scann-export: wrote" in run.stdout and "smoke_test: PASSED" in run.stdout
