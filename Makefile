@@ -30,7 +30,7 @@ soak: install
 	$(UV) run --no-sync pytest -m slow
 
 demo: install
-	$(UV) run --no-sync python -m scann_serving.export --dataset synthetic --output $(DEMO_DIR) --model-name retrieval
+	$(UV) run --no-sync bash scripts/demo.sh $(DEMO_DIR)
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
