@@ -49,7 +49,8 @@ def metadata_text(meta: ModelMetadata) -> str:
         f"  max_k {unknown(meta.max_k)}",
     ]
     rows = []
-    for sig in meta.signatures.values():
+    # TF Serving also lists the SavedModel's internal "__saved_model_init_op"; not callable.
+    for sig in (s for s in meta.signatures.values() if not s.name.startswith("__")):
         for side, specs in (("in", sig.inputs), ("out", sig.outputs)):
             for spec in specs.values():
                 shape = (
