@@ -49,6 +49,7 @@ async def test_many_concurrent_calls(aclient: AsyncRetrievalClient, fake: FakeSt
     for key, result in zip(keys, results, strict=True):
         assert result.identifiers.tolist() == top_k(query_embedding(key)[None], 3)[0].tolist()
     assert fake.methods().count("Predict") == 200
+    assert fake.methods().count("GetModelMetadata") == 1  # concurrent first calls share it
 
 
 async def test_errors_deadlines_and_retries(

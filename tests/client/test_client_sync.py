@@ -193,3 +193,26 @@ def test_call_metadata_headers_are_sent(fake: FakeState, target: str) -> None:
     assert all(
         "scann-serving-client" in headers.get("user-agent", "") for _, _, headers in fake.calls
     )
+
+
+def test_concurrent_first_calls_fetch_metadata_once(
+    client: RetrievalClient, fake: FakeState
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: client.retrieve(str(i), k=2), range(64)))
+    assert len(results) == 64
+    assert fake.methods().count("GetModelMetadata") == 1
+
+
+def test_metadata_is_refetched_after_its_ttl(fake: FakeState, target: str) -> None:
+    import time
+
+    with RetrievalClient(target, model=MODEL, metadata_ttl=0.2) as c:
+        c.metadata()
+        c.metadata()
+        assert fake.methods().count("GetModelMetadata") == 1
+        time.sleep(0.3)
+        c.metadata()
+        assert fake.methods().count("GetModelMetadata") == 2

@@ -16,6 +16,7 @@ from scann_serving.client._base import BaseRetrievalClient
 from scann_serving.client._client import RetrievalClient
 from scann_serving.client._config import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_METADATA_TTL,
     DEFAULT_TIMEOUT,
     TLS,
     UNSET,
@@ -57,6 +58,7 @@ from scann_serving.client._types import (
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_METADATA_TTL",
     "DEFAULT_TIMEOUT",
     "TLS",
     "UNSET",

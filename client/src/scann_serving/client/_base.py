@@ -7,6 +7,7 @@ reading the response and caching the metadata all happen here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from scann_serving.client import _validate as check
 from scann_serving.client._config import (
     DEFAULT_KEEPALIVE,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_METADATA_TTL,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     TLS,
@@ -30,6 +32,8 @@ from scann_serving.client._protocol import (
     MANIFEST_FIELD,
     SIGNATURE_DEF_FIELD,
     model_spec,
+    parse_manifest,
+    parse_metadata,
     parse_predict,
 )
 from scann_serving.client._tensors import float32_tensor, int32_scalar, string_matrix, string_tensor
@@ -70,6 +74,8 @@ class BaseRetrievalClient:
         load_balancing: gRPC load-balancing policy (`round_robin` or `pick_first`).
         metadata: Extra request headers sent with every call, e.g. `[("authorization", ...)]`.
         options: Extra gRPC channel arguments, appended to the client's own.
+        metadata_ttl: Seconds the model metadata stays cached (a newly deployed version may
+            change the dim or max_k); `None` caches it for the client's lifetime.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class BaseRetrievalClient:
         load_balancing: str = "round_robin",
         metadata: Sequence[tuple[str, str]] = (),
         options: Sequence[tuple[str, Any]] = (),
+        metadata_ttl: float | None = DEFAULT_METADATA_TTL,
     ) -> None:
         if not target or not isinstance(target, str):
             raise InvalidRequest(f"target={target!r}: pass 'host:port' or 'dns:///host:port'")
@@ -105,7 +112,8 @@ class BaseRetrievalClient:
             tls=tls,
             user_agent=_USER_AGENT,
         ) + list(options)
-        self._metadata_cache: dict[_Key, ModelMetadata] = {}
+        self._metadata_ttl = metadata_ttl
+        self._metadata_cache: dict[_Key, tuple[float, ModelMetadata]] = {}
 
     @property
     def target(self) -> str:
@@ -134,6 +142,20 @@ class BaseRetrievalClient:
         if version is not None and (isinstance(version, bool) or version < 1):
             raise InvalidRequest(f"version={version!r}: versions are positive ints")
         return (version, label)
+
+    def _cached_metadata(self, key: _Key) -> ModelMetadata | None:
+        entry = self._metadata_cache.get(key)
+        if entry is None:
+            return None
+        fetched, meta = entry
+        if self._metadata_ttl is not None and time.monotonic() - fetched > self._metadata_ttl:
+            return None
+        return meta
+
+    def _remember_metadata(self, key: _Key, response: pb.GetModelMetadataResponse) -> ModelMetadata:
+        meta = parse_metadata(response, parse_manifest(response))
+        self._metadata_cache[key] = (time.monotonic(), meta)
+        return meta
 
     def _metadata_requests(self, key: _Key) -> list[pb.GetModelMetadataRequest]:
         """First with the export manifest (scann-serve), then without (TF Serving)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -9,7 +10,7 @@ from scann_serving.client._base import BaseRetrievalClient, _Key
 from scann_serving.client._channel import Stubs, sync_channel
 from scann_serving.client._config import UNSET, TimeoutTypes
 from scann_serving.client._errors import InvalidArgument, translate_rpc_errors
-from scann_serving.client._protocol import parse_manifest, parse_metadata, parse_status
+from scann_serving.client._protocol import parse_status
 from scann_serving.client._types import ModelMetadata, ModelStatus, RetrievalResult
 from scann_serving.client._validate import Exclusions, Queries
 
@@ -31,6 +32,7 @@ class RetrievalClient(BaseRetrievalClient):
         super().__init__(target, model=model, **kwargs)
         self._channel = sync_channel(self._target, self._tls, self._options)
         self._stubs = Stubs.on(self._channel)
+        self._metadata_lock = threading.Lock()
 
     def retrieve(
         self,
@@ -115,14 +117,17 @@ class RetrievalClient(BaseRetrievalClient):
         self.close()
 
     def _metadata(self, key: _Key, timeout: TimeoutTypes) -> ModelMetadata:
-        if key not in self._metadata_cache:
+        # One fetch at a time: concurrent first calls wait for it instead of repeating it.
+        with self._metadata_lock:
+            cached = self._cached_metadata(key)
+            if cached is not None:
+                return cached
             with_manifest, plain = self._metadata_requests(key)
             try:
                 response = self._call(self._stubs.get_model_metadata, with_manifest, timeout)
             except InvalidArgument:  # TF Serving knows only "signature_def"
                 response = self._call(self._stubs.get_model_metadata, plain, timeout)
-            self._metadata_cache[key] = parse_metadata(response, parse_manifest(response))
-        return self._metadata_cache[key]
+            return self._remember_metadata(key, response)
 
     def _call(self, method: Any, request: Any, timeout: TimeoutTypes) -> Any:
         with translate_rpc_errors():

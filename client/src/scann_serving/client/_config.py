@@ -14,6 +14,8 @@ from typing import Any, Final
 
 #: Seconds a call may take unless the client or the call says otherwise.
 DEFAULT_TIMEOUT: Final = 10.0
+#: Seconds a model's metadata (signatures, dim, max_k) stays cached.
+DEFAULT_METADATA_TTL: Final = 300.0
 #: Largest request/response in bytes. A response is about batch * k * (len(identifier) + 10)
 #: bytes: 64 MiB holds e.g. a batch of 256 queries at k = 10,000 with 16-byte identifiers.
 DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
