@@ -104,10 +104,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
             _wait_ready(client, args.wait)
         if args.command == "status":
             status = client.status(version=args.version)
-            return json.dumps(_status_dict(status), indent=2) if args.json else status_text(status)
+            return json.dumps(status.to_dict(), indent=2) if args.json else status_text(status)
         if args.command == "metadata":
             meta = client.metadata(**pin)
-            return json.dumps(_metadata_dict(meta), indent=2) if args.json else metadata_text(meta)
+            return json.dumps(meta.to_dict(), indent=2) if args.json else metadata_text(meta)
         if bool(args.query) == bool(args.embedding):
             parser.error("pass --query KEY... or --embedding FLOATS (one of them)")
         if args.query:
@@ -136,32 +136,6 @@ def _wait_ready(client: RetrievalClient, seconds: float) -> None:
         if time.monotonic() >= deadline:
             raise Unavailable(f"model {client.model!r} not AVAILABLE after {seconds:g} s ({last})")
         time.sleep(0.5)
-
-
-def _status_dict(status: Any) -> dict[str, Any]:
-    return {
-        "model_name": status.model_name,
-        "versions": [vars(v) for v in status.versions],
-    }
-
-
-def _metadata_dict(meta: Any) -> dict[str, Any]:
-    signatures = {
-        name: {
-            "method_name": sig.method_name,
-            "inputs": {k: vars(v) for k, v in sig.inputs.items()},
-            "outputs": {k: vars(v) for k, v in sig.outputs.items()},
-        }
-        for name, sig in meta.signatures.items()
-    }
-    return {
-        "model_name": meta.model_name,
-        "model_version": meta.model_version,
-        "embedding_dim": meta.embedding_dim,
-        "default_k": meta.default_k,
-        "max_k": meta.max_k,
-        "signatures": signatures,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,12 @@ class ModelMetadata:
     max_k: int | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (signatures with their inputs and outputs; no manifest)."""
+        data = asdict(self)
+        data.pop("manifest")
+        return data
+
 
 @dataclass(frozen=True)
 class VersionStatus:
@@ -128,6 +134,10 @@ class ModelStatus:
 
     model_name: str
     versions: tuple[VersionStatus, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
 
     @property
     def available(self) -> bool:
