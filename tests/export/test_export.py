@@ -167,19 +167,28 @@ def test_loading_without_the_scann_ops_fails_with_tensorflows_message(
 
 
 def test_verification_rejects_a_model_that_answers_differently(shared_export: SharedExport) -> None:
+    """The comparison the fresh-process check makes, on real replayed results: the same
+    answers pass, one changed identifier or score fails with the request named."""
+    import copy
+
     import tensorflow as tf
+    from scann.scann_ops.py import scann_ops  # noqa: F401  (registers the Scann ops)
     from scann_serving.export import VerificationError
-    from scann_serving.export._verify import verify_in_fresh_process
+    from scann_serving.export._verify import _compare, replay_warmup
 
-    def wrong(signature: str, inputs: dict) -> dict:
-        rows = int((inputs["embedding"] if "embedding" in inputs else inputs["query"]).shape[0])
-        return {
-            "identifiers": tf.fill([rows, 10], "not-the-answer"),
-            "scores": tf.zeros([rows, 10]),
-        }
-
-    with pytest.raises(VerificationError, match="the loaded model returned"):
-        verify_in_fresh_process(shared_export.base / "2", wrong)
+    version = shared_export.base / "2"
+    loaded = tf.saved_model.load(str(version))
+    results = replay_warmup(version, lambda sig, inputs: loaded.signatures[sig](**inputs))
+    assert len(results) == shared_export.manifest(2)["warmup_records"]
+    _compare(results, copy.deepcopy(results))
+    changed = copy.deepcopy(results)
+    changed[3]["identifiers"][0][0] = "not-the-answer"
+    with pytest.raises(VerificationError, match=r"warmup request 3 \(serving_default\)"):
+        _compare(results, changed)
+    rescored = copy.deepcopy(results)
+    rescored[0]["scores"][0][0] += 1.0
+    with pytest.raises(VerificationError, match="scores differ"):
+        _compare(results, rescored)
 
 
 def test_an_existing_version_is_never_overwritten(
