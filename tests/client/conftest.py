@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import _client_fake as _fake_server
-import grpc
 import pytest
 from _client_fake import FakeState
 from scann_serving.client import AsyncRetrievalClient, RetrievalClient
@@ -65,9 +64,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-_ = grpc  # re-exported for tests that build their own servers
 
 
 @pytest.fixture(scope="session")
