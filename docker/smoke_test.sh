@@ -147,11 +147,19 @@ stop_server() {
     docker stop --time 60 "${container}" >/dev/null
     local code
     code="$(docker inspect --format '{{.State.ExitCode}}' "${container}")"
-    [[ "${code}" == 0 ]] || die "server exited with ${code} after SIGTERM"
+    if [[ "${code}" != 0 ]]; then
+      server_logs >&2
+      die "server exited with ${code} after SIGTERM"
+    fi
   else
     kill -TERM "${server_pid}"
-    wait "${server_pid}" || die "server exited with $? after SIGTERM"
+    local code=0
+    wait "${server_pid}" || code=$?
     server_pid=""
+    if ((code != 0)); then
+      server_logs >&2
+      die "server exited with ${code} after SIGTERM"
+    fi
   fi
 }
 
