@@ -28,6 +28,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 SERVING_OVERLAYS = {
     "scann-serve": DOCKER_DIR / "scann-serve.Dockerfile",
     "tf-serving": DOCKER_DIR / "tf-serving.Dockerfile",
+    "kind": DOCKER_DIR / "scann-serve.Dockerfile",
 }
 ALL_OVERLAYS = (*SERVING_OVERLAYS, "kserve")
 DOCKERFILES = {
