@@ -6,12 +6,10 @@ UNAVAILABLE, calls in flight finish within --drain_grace_seconds, then the proce
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,56 +25,46 @@ log = logging.getLogger("scann_serving.server")
 HEALTH_POLL_SECONDS = 0.05
 
 
-async def _follow_health(core: ServingCore, health: Any, stop: asyncio.Event) -> None:
+def _follow_health(core: ServingCore, health: Any, stop: threading.Event) -> None:
     from grpc_health.v1 import health_pb2
 
-    serving, not_serving = (
-        health_pb2.HealthCheckResponse.SERVING,
-        health_pb2.HealthCheckResponse.NOT_SERVING,
-    )
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     current = None
     while not stop.is_set():
         wanted = serving if core.ready() else not_serving
         if wanted != current:
             for name in ("", *SERVICE_NAMES):
-                await health.set(name, wanted)
+                health.set(name, wanted)
             log.info("health: %s", "SERVING" if wanted == serving else "NOT_SERVING")
             current = wanted
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), HEALTH_POLL_SECONDS)
+        stop.wait(HEALTH_POLL_SECONDS)
 
 
-async def _follow_config_file(config: ServerConfig, core: ServingCore, stop: asyncio.Event) -> None:
+def _follow_config_file(config: ServerConfig, core: ServingCore, stop: threading.Event) -> None:
     path, wait = config.model_config_file, config.model_config_file_poll_wait_seconds
     if not path or wait <= 0:
         return
     last = Path(path).read_bytes()
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), wait)
-            return
-        except TimeoutError:
-            pass
+    while not stop.wait(wait):
         try:
             text = Path(path).read_bytes()
             if text != last:
-                await loop.run_in_executor(None, core.reload, load_model_server_config(path))
+                core.reload(load_model_server_config(path))
                 last = text
                 log.info("applied the changed --model_config_file %s", path)
         except Exception as exc:  # a bad edit must not take the server down
             log.error("ignoring --model_config_file %s: %s", path, exc)
 
 
-async def serve(config: ServerConfig) -> int:
-    """Runs the server until SIGTERM/SIGINT; returns the exit status."""
+def serve(config: ServerConfig) -> int:
+    """Runs the server until SIGTERM/SIGINT (call from the main thread); returns the exit status."""
     metrics = Metrics()
     manager = ModelManager(config, metrics, on_change=lambda: None)
     batcher = Batcher(config.batching, metrics) if config.batching else None
     core = ServingCore(manager, metrics, batcher)
-    executor = ThreadPoolExecutor(config.grpc_max_threads, thread_name_prefix="predict")
-    server, health, port = build_server(config, core, executor)
-    await server.start()
+    server, health, port = build_server(config, core)
+    server.start()
     log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", port)
     rest = None
     if config.rest_api_port:
@@ -84,37 +72,33 @@ async def serve(config: ServerConfig) -> int:
         rest.start()
         log.info("Exporting HTTP/REST API at:localhost:%d ...", rest.port)
     manager.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(_follow_health(core, health, stop)),
-        asyncio.create_task(_follow_config_file(config, core, stop)),
+        signal.signal(sig, lambda *_: stop.set())
+    followers = [
+        threading.Thread(target=_follow_health, args=(core, health, stop), daemon=True),
+        threading.Thread(target=_follow_config_file, args=(config, core, stop), daemon=True),
     ]
-    await stop.wait()
-    await _drain(config, core, health, server, loop)
-    for task in tasks:
-        task.cancel()
+    for thread in followers:
+        thread.start()
+    while not stop.wait(1.0):
+        pass
+    _drain(config, core, health, server)
     if rest is not None:
         rest.stop()
     manager.stop()
     if batcher is not None:
         batcher.stop()
-    executor.shutdown(wait=False, cancel_futures=True)
     log.info("scann-serve stopped")
     return 0
 
 
-async def _drain(
-    config: ServerConfig, core: ServingCore, health: Any, server: Any, loop: Any
-) -> None:
+def _drain(config: ServerConfig, core: ServingCore, health: Any, server: Any) -> None:
     started = time.monotonic()
     log.info("SIGTERM: draining (grace %.1fs)", config.drain_grace_seconds)
     core.begin_drain()
-    await health.enter_graceful_shutdown()
-    idle = await loop.run_in_executor(None, core.wait_idle, config.drain_grace_seconds)
-    if not idle:
+    health.enter_graceful_shutdown()
+    if not core.wait_idle(config.drain_grace_seconds):
         log.warning("grace period over with calls still in flight; stopping anyway")
     left = max(0.0, config.drain_grace_seconds - (time.monotonic() - started))
-    await server.stop(min(left, 1.0))
+    server.stop(min(left, 1.0)).wait()

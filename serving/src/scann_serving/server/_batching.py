@@ -1,7 +1,8 @@
 """Inter-request batching: concurrent requests merged into one ScaNN search.
 
-Requests for the same servable, signature, scalar inputs (e.g. `k`) and trailing shapes
-queue together; `num_batch_threads` workers each take up to `max_batch_size` rows once
+The gRPC server's handler threads block on a Future while one worker per
+`num_batch_threads` runs the merged call (the search releases the GIL). Requests for the
+same servable, signature, scalar inputs (e.g. `k`) and trailing shapes queue together; `num_batch_threads` workers each take up to `max_batch_size` rows once
 the batch is full or its oldest request has waited `batch_timeout_micros` (0: take what
 is queued now — while a worker searches, the next batch fills by itself). The queue
 holds at most `max_enqueued_batches` batches; beyond that a request is refused with
@@ -11,7 +12,6 @@ queued are answered DEADLINE_EXCEEDED and not computed.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -24,8 +24,6 @@ from scann_serving.server._config import BatchingConfig
 from scann_serving.server._errors import DeadlineExceeded, InvalidArgument, Unavailable
 from scann_serving.server._metrics import Metrics
 from scann_serving.server._model import ServableVersion, Signature
-
-log = logging.getLogger("scann_serving.server")
 
 
 @dataclass
@@ -83,13 +81,13 @@ class Batcher:
             )
         task = _Task(servable, signature, inputs, max(rows, 1), output_filter, deadline)
         with self._cond:
-            if self._stopped or self._pending >= self._limit:
+            if self._stopped or self._pending + task.rows > self._limit:
                 self._metrics.queue_rejected()
                 raise Unavailable(
                     "The batch scheduling queue to which this request was sent is full; retry later"
                 )
             self._queues.setdefault(_batch_key(task), deque()).append(task)
-            self._pending += 1
+            self._pending += task.rows
             self._cond.notify()
         return task.future
 
@@ -115,8 +113,9 @@ class Batcher:
                 self._cond.wait(wait)
 
     def _pop(self, key: tuple[Any, ...], queue: deque[_Task]) -> list[_Task]:
-        batch, rows = [], 0
-        while queue and rows + queue[0].rows <= self._config.max_batch_size:
+        batch: list[_Task] = []
+        rows = 0
+        while queue and (not batch or rows + queue[0].rows <= self._config.max_batch_size):
             task = queue.popleft()
             batch.append(task)
             rows += task.rows
@@ -124,7 +123,7 @@ class Batcher:
             del self._queues[key]
         else:
             self._queues.move_to_end(key)  # fairness between keys
-        self._pending -= len(batch)
+        self._pending -= rows
         return batch
 
     def _work(self) -> None:

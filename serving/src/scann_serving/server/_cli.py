@@ -8,7 +8,6 @@ Flags beyond TF Serving's: --drain_grace_seconds, --max_request_batch_size.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -180,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_tensorflow(args)
     from scann_serving.server._app import serve
 
-    return asyncio.run(serve(config))
+    return serve(config)
 
 
 def _configure_tensorflow(args: argparse.Namespace) -> None:

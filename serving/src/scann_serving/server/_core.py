@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,16 +129,18 @@ class ServingCore:
         return servable, signature, rows
 
     def predict(self, call: PredictCall) -> PredictResult:
-        """Runs one predict call to completion (through the batcher when batching is on)."""
-        if self.batcher is not None:
-            return self.submit(call).result()
+        """Runs one predict call to completion on this thread (REST; via the batcher if on)."""
         started = time.perf_counter()
         self._enter()
         servable: ServableVersion | None = None
         status = "OK"
         try:
-            servable, signature, _ = self._prepare(call)
-            outputs = servable.run(signature, call.inputs, list(call.output_filter) or None)
+            servable, signature, rows = self._prepare(call)
+            if self.batcher is None:
+                outputs = servable.run(signature, call.inputs, list(call.output_filter) or None)
+            else:
+                args = (servable, signature, call.inputs, rows, list(call.output_filter) or None)
+                outputs = self.batcher.submit(*args, call.deadline).result()
             return PredictResult(servable.name, servable.version, signature.name, outputs)
         except Exception as exc:
             status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
@@ -147,44 +148,6 @@ class ServingCore:
         finally:
             self._leave()
             self._record(call, servable, status, started)
-
-    def submit(self, call: PredictCall) -> Future[PredictResult]:
-        """Queues the call on the batcher; the Future holds the result or a ServingError."""
-        assert self.batcher is not None
-        started = time.perf_counter()
-        self._enter()
-        try:
-            servable, signature, rows = self._prepare(call)
-            inner = self.batcher.submit(
-                servable,
-                signature,
-                call.inputs,
-                rows,
-                list(call.output_filter) or None,
-                call.deadline,
-            )
-        except Exception as exc:
-            self._leave()
-            self._record(
-                call, None, exc.code if isinstance(exc, ServingError) else "INTERNAL", started
-            )
-            raise
-        outer: Future[PredictResult] = Future()
-
-        def done(f: Future[dict[str, np.ndarray]]) -> None:
-            self._leave()
-            exc = f.exception() if not f.cancelled() else Unavailable("cancelled")
-            status = "OK" if exc is None else getattr(exc, "code", "INTERNAL")
-            self._record(call, servable, status, started)
-            if exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(
-                    PredictResult(servable.name, servable.version, signature.name, f.result())
-                )
-
-        inner.add_done_callback(done)
-        return outer
 
     def _record(
         self, call: PredictCall, servable: ServableVersion | None, status: str, started: float

@@ -91,6 +91,7 @@ class ServableVersion:
                 method or "tensorflow/serving/predict",
                 fn,
             )
+        self._fast = {key: c for key, sig in self.signatures.items() if (c := _fast_caller(sig.fn))}
         self.max_k = (
             int(self.manifest["max_k"]) if self.manifest and "max_k" in self.manifest else None
         )
@@ -120,6 +121,15 @@ class ServableVersion:
             batch = _check_input(self, key, array, signature.inputs[key], batch)
         return batch
 
+    def _call(self, signature: Signature, inputs: dict[str, np.ndarray], wanted: list[str]) -> Any:
+        import tensorflow as tf
+
+        fast = self._fast.get(signature.name)
+        if fast is not None:
+            return fast(inputs)
+        result = signature.fn(**{key: tf.constant(value) for key, value in inputs.items()})
+        return {key: result[key] for key in wanted}
+
     def run(
         self,
         signature: Signature,
@@ -131,12 +141,27 @@ class ServableVersion:
 
         wanted = _output_keys(signature, output_filter)
         try:
-            result = signature.fn(**{key: tf.constant(value) for key, value in inputs.items()})
+            result = self._call(signature, inputs, wanted)
             return {key: result[key].numpy() for key in wanted}
         except tf.errors.InvalidArgumentError as exc:
             raise InvalidArgument(f"model rejected the input: {exc.message}") from exc
         except tf.errors.OpError as exc:
             raise Internal(f"model failed: {exc.message}") from exc
+
+    def _verify_fast_path(self, signature: Signature, inputs: dict[str, np.ndarray]) -> None:
+        import tensorflow as tf
+
+        fast = self._fast.get(signature.name)
+        if fast is None:
+            return
+        try:
+            got = {k: v.numpy() for k, v in fast(inputs).items()}
+        except Exception:
+            got = None
+        slow = signature.fn(**{key: tf.constant(value) for key, value in inputs.items()})
+        same = got is not None and all(np.array_equal(got[k], slow[k].numpy()) for k in got)
+        if not same:
+            self._fast.pop(signature.name, None)
 
     def warmup(self, iterations: int = 1) -> int:
         """Replays assets.extra/tf_serving_warmup_requests; returns the number of records."""
@@ -157,11 +182,38 @@ class ServableVersion:
                 signature = self.signature(request.model_spec.signature_name)
                 inputs = {k: proto_to_array(v, k) for k, v in request.inputs.items()}
                 self.validate(signature, inputs)
+                self._verify_fast_path(signature, inputs)
                 for _ in range(iterations):
                     self.run(signature, inputs, list(request.output_filter) or None)
             except ServingError as exc:
                 raise LoadError(f"warmup request {number} in {path} failed: {exc.message}") from exc
         return len(records)
+
+
+def _fast_caller(fn: Any) -> Any:
+    """A leaner call of a signature's graph function (~100 us less than `fn(**inputs)`).
+
+    `ConcreteFunction.__call__` binds keyword arguments and re-packs outputs in Python on
+    every call; the underlying atomic function takes the flat tensors directly. Uses
+    TensorFlow internals, so it is verified against `fn(**inputs)` during warmup and
+    dropped when it is unavailable or disagrees.
+    """
+    import tensorflow as tf
+
+    atomic = getattr(fn, "_inference_function", None)
+    keywords = getattr(fn, "_arg_keywords", None)
+    if atomic is None or keywords is None or not hasattr(atomic, "call_flat"):
+        return None
+    structure = fn.structured_outputs
+    if not isinstance(structure, dict):
+        return None
+    output_keys = sorted(structure)  # tf.nest flattens dicts in key order
+
+    def call(inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        flat = atomic.call_flat(*[tf.constant(inputs[k]) for k in keywords], *fn.captured_inputs)
+        return dict(zip(output_keys, flat, strict=True))
+
+    return call
 
 
 def _output_keys(signature: Signature, output_filter: list[str] | None) -> list[str]:
