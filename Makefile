@@ -5,7 +5,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_USE_LEGACY_KERAS := 1
 DEMO_DIR ?= out/demo-models
 
-.PHONY: install test lint format demo soak bench clean
+.PHONY: install test lint format demo soak bench protos clean
 
 .venv/.installed: pyproject.toml uv.lock client/pyproject.toml export/pyproject.toml serving/pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -31,6 +31,9 @@ soak: install
 
 demo: install
 	$(UV) run --no-sync bash scripts/demo.sh $(DEMO_DIR)
+
+protos: install
+	$(UV) run --no-sync python client/scripts/generate_protos.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
