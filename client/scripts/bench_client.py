@@ -24,7 +24,6 @@ import urllib.request
 from collections.abc import Callable
 
 import grpc
-
 from scann_serving.client import RetrievalClient
 from scann_serving.client._channel import PREDICT
 
