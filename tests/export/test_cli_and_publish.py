@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import scann_serving.export as export
 from _export_support import tf_env
+
+import scann_serving.export as export
 from scann_serving.export._cli import config_from_args, main, parser
 from scann_serving.export._publish import STAGING_PREFIX, publish
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from scann_serving.export import IndexConfig, IndexOptions, default_config, tree_config
 from scann_serving.export._evaluation import (
     exact_top_k,
@@ -140,3 +141,23 @@ def test_held_out_pairs_map_users_and_drop_unknown_items() -> None:
     assert list(distinct) == ["a", "b", "c"]
     assert list(distinct[rows]) == ["b", "a", "c"]
     assert list(item_rows) == [1, 0, 1]
+
+
+def test_augment_candidates_adds_perturbed_copies_with_their_own_identifiers() -> None:
+    from scann_serving.export._pipeline import augment
+    from scann_serving.export._towers import Towers
+
+    rng = np.random.default_rng(2)
+    base = np.abs(rng.standard_normal((50, 4))).astype(np.float32)
+    ids = np.asarray([f"t{i}" for i in range(50)], dtype=object)
+    towers = Towers(query_model=None, identifiers=ids, embeddings=base)
+    messages: list[str] = []
+    catalogue = augment(towers, 3, seed=0, progress=messages.append)
+    assert catalogue.embeddings.shape == (200, 4) and catalogue.original_size == 50
+    assert len(set(catalogue.identifiers)) == 200
+    assert list(catalogue.identifiers[:50]) == list(ids)
+    assert catalogue.identifiers[50] == "t0 (copy 1)"
+    assert (catalogue.embeddings[:50] == base).all()
+    ratio = catalogue.embeddings[50:].reshape(3, 50, 4) / base
+    assert (ratio >= 0).all() and (ratio <= 1).all() and ratio.std() > 0.1
+    assert messages == ["augmenting the catalogue: 3 perturbed copies -> 200 candidates"]
