@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _export_support import tf_env
-
 import scann_serving.export as export
+from _export_support import tf_env
 from scann_serving.export._cli import config_from_args, main, parser
 from scann_serving.export._publish import STAGING_PREFIX, publish
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _export_support import write_ml_1m, write_ml_100k, zip_folder
-
 from scann_serving.export import DataError, DataOptions, SyntheticSpec, load_dataset
 
 

@@ -173,7 +173,6 @@ def test_verification_rejects_a_model_that_answers_differently(shared_export: Sh
 
     import tensorflow as tf
     from scann.scann_ops.py import scann_ops  # noqa: F401  (registers the Scann ops)
-
     from scann_serving.export import VerificationError
     from scann_serving.export._verify import _compare, replay_warmup
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scann_serving.export import IndexConfig, IndexOptions, default_config, tree_config
 from scann_serving.export._evaluation import (
     exact_top_k,

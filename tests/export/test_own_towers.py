@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scann_serving.export import DataError, OwnTowersOptions
 
 USERS = [f"u{i}" for i in range(40)]
@@ -36,7 +35,6 @@ def test_own_towers_export_and_serve_exact_results(
 ) -> None:
     import tensorflow as tf
     from scann.scann_ops.py import scann_ops  # noqa: F401  (loading needs the Scann ops)
-
     from scann_serving.export import ExportConfig, IndexOptions, export_model
 
     tower, user_embeddings = keras3_tower
@@ -67,7 +65,6 @@ def test_own_towers_export_and_serve_exact_results(
 
 def test_parquet_candidates_load(keras3_tower: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     import pandas as pd
-
     from scann_serving.export._own_towers import load_own_towers
 
     frame = pd.DataFrame(
