@@ -179,7 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_tensorflow(args)
     from scann_serving.server._app import serve
 
-    return serve(config)
+    code = serve(config)
+    # Everything is stopped and drained here. Skip the interpreter's teardown: destroying
+    # TensorFlow/ScaNN's native thread pools at exit can abort the process (exit 134,
+    # "terminate called ... FATAL: exception not rethrown"), turning a clean drain into a crash.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _configure_tensorflow(args: argparse.Namespace) -> None:
