@@ -227,7 +227,8 @@ class Load:
     """`clients` threads calling Predict in a loop until `stop()`; every call is recorded.
 
     Even-numbered clients use the official stubs; odd-numbered ones use the project's
-    `RetrievalClient` with retries disabled (a retried failure would hide a failed call).
+    `RetrievalClient` with retries disabled (a retried failure would hide a failed call),
+    unless `stubs_only`.
     """
 
     target: str
@@ -236,6 +237,7 @@ class Load:
     queries: list[str]
     batch: int = 1
     credentials: Any = None
+    stubs_only: bool = False
     calls: list[Call] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -262,15 +264,21 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _uses_stub(self, number: int) -> bool:
+        return self.stubs_only or number % 2 == 0
+
     def _run(self, number: int) -> None:
         rng = np.random.default_rng(number)
-        call = self._stub_call if number % 2 == 0 else self._client_call
+        call = self._stub_call if self._uses_stub(number) else self._client_call
         with self._open(number) as handle:
             while not self._stop.is_set():
                 picked = [str(q) for q in rng.choice(self.queries, self.batch)]
+                # The official-stub request is built before the clock starts, so `started`
+                # is when it is handed to gRPC.
+                request = predict_request(self.model, picked) if call == self._stub_call else picked
                 started = time.monotonic()
                 try:
-                    version, ids = call(handle, picked)
+                    version, ids = call(handle, request)
                 except grpc.RpcError as exc:
                     result = Call(
                         number, started, time.monotonic(), exc.code().name, message=exc.details()
@@ -286,7 +294,7 @@ class Load:
                     self.calls.append(result)
 
     def _open(self, number: int) -> Any:
-        if number % 2 == 0:
+        if self._uses_stub(number):
             if self.credentials is not None:
                 return grpc.secure_channel(self.target, self.credentials)
             return grpc.insecure_channel(self.target)
@@ -294,10 +302,8 @@ class Load:
 
         return RetrievalClient(self.target, model=self.model, retry=None, timeout=CALL_TIMEOUT)
 
-    def _stub_call(self, channel: Any, picked: list[str]) -> tuple[int, list[str]]:
-        reply = prediction_stub(channel).Predict(
-            predict_request(self.model, picked), timeout=CALL_TIMEOUT
-        )
+    def _stub_call(self, channel: Any, request: Any) -> tuple[int, list[str]]:
+        reply = prediction_stub(channel).Predict(request, timeout=CALL_TIMEOUT)
         return int(reply.model_spec.version.value), identifiers(reply)[0]
 
     def _client_call(self, client: Any, picked: list[str]) -> tuple[int, list[str]]:
