@@ -17,7 +17,7 @@ import numpy as np
 from scann_serving.export._data import Interactions
 from scann_serving.export._index import IndexOptions
 from scann_serving.export._options import OwnTowersOptions, TrainingOptions
-from scann_serving.export._sources import DataOptions
+from scann_serving.export._sources import DataOptions, load_dataset
 
 if TYPE_CHECKING:
     from scann_serving.export._towers import Towers
@@ -127,7 +127,6 @@ def export_model(config: ExportConfig, progress: Progress | None = None) -> Expo
         VersionExistsError: `config.version` already exists.
         VerificationError: The version does not reload identically in a fresh process.
     """
-    from scann_serving.export import _stages
     from scann_serving.export._publish import VersionExistsError
 
     config.validate()
@@ -138,7 +137,9 @@ def export_model(config: ExportConfig, progress: Progress | None = None) -> Expo
         )
     progress = progress or stderr_progress()
     started = time.perf_counter()
-    data = _stages.load_data(config, progress)
+    data = load_data(config, progress)  # before TensorFlow is imported: bad input fails fast
+    from scann_serving.export import _stages
+
     towers = _stages.towers(config, data, progress)
     catalogue = augment(towers, config.augment_candidates, config.seed, progress)
     queries = held_out_queries(config, data, towers, catalogue)
@@ -154,6 +155,19 @@ def export_model(config: ExportConfig, progress: Progress | None = None) -> Expo
         plot=published.plot,
         seconds=time.perf_counter() - started,
     )
+
+
+def load_data(config: ExportConfig, progress: Progress) -> Interactions | None:
+    """The `--dataset`, or None when the user brings towers without one."""
+    if config.dataset is None:
+        return None
+    progress(f"loading --dataset {config.dataset}")
+    data = load_dataset(config.dataset, config.data)
+    progress(
+        f"  {len(data.train_users):,} train / {len(data.test_users):,} test interactions, "
+        f"{len(data.users):,} users, {len(data.items):,} items"
+    )
+    return data
 
 
 def augment(towers: Towers, copies: int, seed: int, progress: Progress) -> _Catalogue:

@@ -33,21 +33,6 @@ if TYPE_CHECKING:
 TOP_K_DEPTH = 100
 
 
-def load_data(config: ExportConfig, progress: Progress) -> Interactions | None:
-    """The `--dataset`, or None when the user brings towers without one."""
-    from scann_serving.export._sources import load_dataset
-
-    if config.dataset is None:
-        return None
-    progress(f"loading --dataset {config.dataset}")
-    data = load_dataset(config.dataset, config.data)
-    progress(
-        f"  {len(data.train_users):,} train / {len(data.test_users):,} test interactions, "
-        f"{len(data.users):,} users, {len(data.items):,} items"
-    )
-    return data
-
-
 def towers(config: ExportConfig, data: Interactions | None, progress: Progress) -> Towers:
     """Loads the user's towers, or trains the built-in two-tower model on `data`."""
     if config.own_towers is not None:
@@ -96,25 +81,8 @@ def measure(
     exact = exact_top_k(queries.embeddings, catalogue.embeddings, depth)
     tf_searcher = _timed_build(catalogue, index_config, config.k, progress)
     searcher = pybind_twin(tf_searcher, catalogue.embeddings, index_config, config.k)
-    tuning = None
-    if config.target_recall is not None and index_config.brute_force:
-        progress("--target-recall: the index is brute force (exact), nothing to tune")
-    elif config.target_recall is not None:
-        eval_n = min(config.eval_queries, len(queries.keys))
-        tuning = sweep(
-            searcher,
-            index_config,
-            queries.embeddings[:eval_n],
-            exact[:eval_n],
-            k=config.k,
-            max_k=config.max_k,
-            num_candidates=n,
-            target_recall=config.target_recall,
-            progress=progress,
-        )
-        index_config = tuning.config
-        state = "reached" if tuning.reached else "NOT reached, best recall kept"
-        progress(f"  chosen: {_describe(index_config)} (target {state})")
+    tuning = tune(config, index_config, searcher, queries, exact, catalogue.embeddings, progress)
+    index_config = tuning.config if tuning is not None else index_config
     evaluation = evaluate(config, index_config, searcher, catalogue, queries, exact, progress)
     # Cross-check through the TensorFlow op the SavedModel calls, with the same knobs.
     eval_q = queries.embeddings[: config.eval_queries]
@@ -123,6 +91,39 @@ def measure(
         np.asarray(found), exact[: len(eval_q)], config.k
     )
     return Measured(index_config, tuning, evaluation, tf_searcher)
+
+
+def tune(
+    config: ExportConfig,
+    index_config: IndexConfig,
+    searcher: Any,
+    queries: _Queries,
+    exact: np.ndarray,
+    searcher_rows: np.ndarray,
+    progress: Progress,
+) -> TuningResult | None:
+    """Runs the `--target-recall` sweep on the in-process twin (None when not asked for or
+    when the index is exact brute force)."""
+    if config.target_recall is None:
+        return None
+    if index_config.brute_force:
+        progress("--target-recall: the index is brute force (exact), nothing to tune")
+        return None
+    eval_n = min(config.eval_queries, len(queries.keys))
+    tuning = sweep(
+        searcher,
+        index_config,
+        queries.embeddings[:eval_n],
+        exact[:eval_n],
+        k=config.k,
+        max_k=config.max_k,
+        num_candidates=len(searcher_rows),
+        target_recall=config.target_recall,
+        progress=progress,
+    )
+    state = "reached" if tuning.reached else "NOT reached, best recall kept"
+    progress(f"  chosen: {_describe(tuning.config)} (target {state})")
+    return tuning
 
 
 def _tf_knobs(cfg: IndexConfig) -> tuple[int | None, int | None]:
