@@ -56,6 +56,9 @@ def test_own_towers_export_and_serve_exact_results(
     assert result.manifest["training"]["model"] == "own"
     assert result.manifest["verification"]["identical_identifiers"] is True
     assert result.manifest["dataset"]["name"] == "own-candidates"
+    # Without a dataset, sampled candidate embeddings serve as the held-out queries.
+    assert result.manifest["evaluation"]["queries"] == 50
+    assert result.manifest["evaluation"]["recall_at_k"] == 1.0
 
     loaded = tf.saved_model.load(str(result.version_dir))
     got = loaded.signatures["serving_default"](query=tf.constant(USERS[:5]))["identifiers"]

@@ -77,7 +77,7 @@ def measure(
     evaluates it against brute force, through an in-process twin of the same index."""
     n = len(catalogue.embeddings)
     depth = min(max(TOP_K_DEPTH, config.k), n)
-    progress(f"exact top-{depth} by brute force for {len(queries.keys):,} held-out queries")
+    progress(f"exact top-{depth} by brute force for {len(queries.embeddings):,} held-out queries")
     exact = exact_top_k(queries.embeddings, catalogue.embeddings, depth)
     tf_searcher = _timed_build(catalogue, index_config, config.k, progress)
     searcher = pybind_twin(tf_searcher, catalogue.embeddings, index_config, config.k)
@@ -109,7 +109,7 @@ def tune(
     if index_config.brute_force:
         progress("--target-recall: the index is brute force (exact), nothing to tune")
         return None
-    eval_n = min(config.eval_queries, len(queries.keys))
+    eval_n = min(config.eval_queries, len(queries.embeddings))
     tuning = sweep(
         searcher,
         index_config,
