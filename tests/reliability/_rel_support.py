@@ -27,7 +27,7 @@ CALL_TIMEOUT = 10.0
 
 # The shared server (conftest.shared_server): poll interval and request limits.
 POLL_SECONDS = 1
-MAX_BATCH = 64
+MAX_BATCH = 4096
 MAX_MESSAGE = 1024 * 1024
 MUTABLE_MODELS = ("rollover", "broken", "atomic")
 

@@ -1,6 +1,6 @@
 """Promise 4 — bad input is refused with a client error and a message, never INTERNAL/500.
 
-Against the shared server's `retrieval` model (max 64 rows per request): a table of bad
+Against the shared server's `retrieval` model (max MAX_BATCH = 4096 rows per request): a table of bad
 gRPC requests (official stubs) and bad REST requests (plain HTTP), each with the status it
 must get and a word its message must contain. TF Serving answers an unknown signature
 with FAILED_PRECONDITION (HTTP 400) and an unknown version label with INVALID_ARGUMENT;
@@ -174,7 +174,12 @@ REST_CASES: dict[str, tuple[str, bytes | None, int, str]] = {
     "neither instances nor inputs": (PREDICT, _json({"rows": []}), 400, "instances"),
     "empty instances": (PREDICT, _json({"instances": []}), 400, "empty"),
     "wrong dtype": (PREDICT, _json({"instances": [1.5]}), 400, "query"),
-    "oversized batch": (PREDICT, _json({"instances": ["1"] * (MAX_BATCH + 1)}), 400, "64"),
+    "oversized batch": (
+        PREDICT,
+        _json({"instances": ["1"] * (MAX_BATCH + 1)}),
+        400,
+        str(MAX_BATCH),
+    ),
     "non-UTF-8 body": (PREDICT, b'{"instances": ["\xff\xfe"]}', 400, "json"),
     "k above max_k": (
         PREDICT,
