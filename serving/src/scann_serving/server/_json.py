@@ -23,6 +23,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
         data = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"JSON Parse error: {exc}; send a JSON object") from exc
+    except RecursionError as exc:
+        raise InvalidArgument("JSON Parse error: nested too deeply") from exc
     if not isinstance(data, dict):
         raise InvalidArgument('request body must be a JSON object with "instances" or "inputs"')
     return data
@@ -85,10 +87,13 @@ def to_array(key: str, value: Any, spec: TensorInfo | None) -> np.ndarray:
     if spec is None:
         raise InvalidArgument(f"input '{key}' is not an input of this signature")
     if spec.dtype == "string":
-        return _strings(key, value)
+        try:
+            return _strings(key, value)
+        except RecursionError as exc:
+            raise InvalidArgument(f"input '{key}' is nested too deeply") from exc
     try:
         array = np.asarray(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"input '{key}' is ragged or malformed: {exc}") from exc
     kinds = _NUMERIC_KINDS.get(spec.dtype)
     if kinds is None or array.dtype.kind not in kinds:

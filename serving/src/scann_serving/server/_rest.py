@@ -67,18 +67,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
         if method == "GET" and path in self.server.metric_paths:
             self._send(200, self.server.metrics.render().encode(), "text/plain; version=0.0.4")
             return
         try:
-            status, payload = self._route(method, path, body)
+            status, payload = self._route(method, path, self._body())
         except Exception as exc:
             _, status, message = status_for(exc)
             payload = {"error": message}
         self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _body(self) -> bytes:
+        raw = self.headers.get("Content-Length") or "0"
+        if not raw.isdigit():
+            self.close_connection = True
+            raise InvalidArgument(f"Content-Length {raw!r} is not a byte count")
+        length = int(raw)
+        return self.rfile.read(length) if length else b""
 
     def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         match = _PATH.match(path)

@@ -46,12 +46,22 @@ def dtype_name(dtype: int) -> str:
     return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
 
 
+#: Largest tensor a request may describe; a shape past this is refused before any allocation
+#: (a TensorProto can claim a huge shape with one value that "fills" it).
+MAX_ELEMENTS = 64 * 1024 * 1024
+
+
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise InvalidArgument(f"input '{name}' has an unknown rank; give its shape")
     dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
     if any(d < 0 for d in dims):
         raise InvalidArgument(f"input '{name}' has a negative dimension in shape {list(dims)}")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise InvalidArgument(
+            f"input '{name}' has shape {list(dims)}, more than {MAX_ELEMENTS} elements; "
+            "send a smaller request"
+        )
     return dims
 
 
