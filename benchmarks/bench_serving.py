@@ -386,6 +386,11 @@ def table(results: dict) -> str:
         )
         + " |"
     )
+    noop = plain["grpc_noop_single"]
+    lines.append(
+        f"| gRPC no-op floor (health Check, same server) | {noop['p50_ms']:.3f} | "
+        f"{noop['p99_ms']:.3f} | | | {plain['grpc_noop_qps_16']:.0f} |"
+    )
     lines.append(
         f"| raw ScaNN batched (1024 queries/call) | | | {ip['raw_scann_batched_qps']:.0f} | | |"
     )
@@ -393,6 +398,8 @@ def table(results: dict) -> str:
         f"| brute force batched (256 queries/call) | | | {ip['brute_force_batched_qps']:.0f} | | |"
     )
     t = results["targets"]
+    floor_ratio = noop["p50_ms"] / ip["signature_call"]["p50_ms"]
+    floor_fraction = plain["grpc_noop_qps_16"] / ip["raw_scann_batched_qps"]
     index = results["index"]
     lines.append("")
     lines.append(
@@ -404,6 +411,10 @@ def table(results: dict) -> str:
         f"Targets: served gRPC p50 / signature call = {t['latency_ratio']:.2f} (<= 1.5: "
         f"{'met' if t['latency_met'] else 'NOT met'}); batched served q/s @16 / raw batched ScaNN = "
         f"{t['throughput_fraction']:.1%} (>= 25%: {'met' if t['throughput_met'] else 'NOT met'})."
+    )
+    lines.append(
+        f"Floor on this machine: a no-op gRPC call alone is {floor_ratio:.2f}x the signature call "
+        f"and its 16-client rate is {floor_fraction:.1%} of raw batched ScaNN."
     )
     return "\n".join(lines)
 
@@ -472,6 +483,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput point")
     parser.add_argument("--out", type=Path, default=Path("out/bench_serving"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", type=Path, help="only redraw table and PNG from this JSON")
     parser.add_argument("--spread", type=float, default=1.0, help="within-cluster noise scale")
     parser.add_argument(
         "--model-dir", type=Path, help="keep the exported model here and reuse it on the next run"
@@ -481,6 +493,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        results = json.loads(args.report.read_text())
+        plot(results, args.out / "bench_serving.png")
+        (args.out / "bench_serving.md").write_text(table(results) + "\n")
+        print(table(results))
+        return
     log(f"catalogue: {args.num_candidates:,} x {args.dim}, {args.num_queries} queries")
     items, queries = catalogue(
         args.num_candidates, args.dim, args.num_queries, args.seed, args.spread
