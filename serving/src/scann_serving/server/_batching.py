@@ -1,13 +1,13 @@
 """Inter-request batching: concurrent requests merged into one ScaNN search.
 
-The gRPC server's handler threads block on a Future while one worker per
-`num_batch_threads` runs the merged call (the search releases the GIL). Requests for the
-same servable, signature, scalar inputs (e.g. `k`) and trailing shapes queue together; `num_batch_threads` workers each take up to `max_batch_size` rows once
-the batch is full or its oldest request has waited `batch_timeout_micros` (0: take what
-is queued now — while a worker searches, the next batch fills by itself). The queue
-holds at most `max_enqueued_batches` batches; beyond that a request is refused with
-UNAVAILABLE, as TF Serving's batch scheduler does. Requests whose deadline passed while
-queued are answered DEADLINE_EXCEEDED and not computed.
+The gRPC server's handler threads block on a Future while `num_batch_threads` workers run
+the merged calls (the search releases the GIL). Requests for the same servable, signature,
+scalar inputs (e.g. `k`) and trailing shapes queue together; a worker takes up to
+`max_batch_size` rows once the batch is full or its oldest request has waited
+`batch_timeout_micros` (0: take what is queued now; while one batch is searched the next
+fills by itself). At most `max_enqueued_batches x max_batch_size` rows wait; beyond that a
+request is refused with UNAVAILABLE, as TF Serving's batch scheduler does. Requests whose
+deadline passed while queued are answered DEADLINE_EXCEEDED and not computed.
 """
 
 from __future__ import annotations
