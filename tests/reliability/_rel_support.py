@@ -29,7 +29,7 @@ CALL_TIMEOUT = 10.0
 POLL_SECONDS = 1
 MAX_BATCH = 4096
 MAX_MESSAGE = 1024 * 1024
-MUTABLE_MODELS = ("rollover", "broken", "atomic")
+MUTABLE_MODELS = ("rollover", "rollback", "broken", "atomic")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ Starting scann-serve costs a TensorFlow import, so the tests that do not stop, s
 measure the server share one process. It serves, from a --model_config_file:
 
 - `retrieval`: the read-only tiny model (bad input, deadlines, limits);
-- `rollover`, `broken`, `atomic`: private copies of it, each in its own base path, which
-  the rollover / broken-version / atomic-publish tests add versions to.
+- `rollover`, `rollback`, `broken`, `atomic`: private copies of it, each in its own base
+  path, which the rollover / rollback / broken-version / atomic-publish tests change.
 
 It polls every second and refuses requests of more than MAX_BATCH rows or MAX_MESSAGE bytes.
 """

@@ -210,6 +210,7 @@ def test_fuzz_rest_predict(shared_server: SharedServer) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_fuzz_soak(shared_server: SharedServer) -> None:
     """Soak variant: 5,000 random PredictRequests and 5,000 random REST bodies."""
 

@@ -11,6 +11,7 @@ its load and warmup time (as the server measured it); no answer goes back to an 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ from _rel_support import (
     Load,
     SharedServer,
     failures,
+    latest_version,
     metric,
     metrics_text,
     model_status,
+    publish_copy,
+    wait_until,
 )
 
 MODEL = "rollover"
@@ -160,3 +164,50 @@ def test_rollover_under_load_soak(
     run = _run_rollover(shared_server, [tiny_spec, alt_spec], clients=8, versions=3, duration=30.0)
     switch = _check(shared_server, run)
     print(_report(run, switch))
+
+
+def test_rollback_by_deleting_the_newest_version(shared_server: SharedServer) -> None:
+    """Deleting the newest version directory (TF Serving's rollback) brings back the previous
+    version under load: 0 failed calls, and the previous version answers all traffic within
+    poll + load + slack."""
+    base = shared_server.bases["rollback"]
+    good = latest_version(base)
+    publish_copy(base / str(good), base, good + 1)
+    wait_until(
+        lambda: (
+            _state(shared_server, "rollback", good + 1) == "AVAILABLE"
+            and _state(shared_server, "rollback", good) == "END"
+        ),
+        60,
+        0.1,
+        f"rollback v{good + 1} to replace v{good}",
+    )
+    with Load(shared_server.target, "rollback", 2, ["1", "2", "3"]) as load:
+        time.sleep(0.3)
+        shutil.rmtree(base / str(good + 1))
+        deleted = time.monotonic()
+        back = _wait_state(shared_server, "rollback", good, "AVAILABLE", timeout=15)
+        time.sleep(1.0)
+    calls = load.stop()
+    assert back, (
+        f"v{good + 1} was deleted but v{good} was not loaded again within 15s: "
+        f"{model_status(shared_server.channel, 'rollback')}"
+    )
+    failed = failures(calls)
+    assert not failed, f"{len(failed)} of {len(calls)} calls failed: {failed[:3]}"
+    late = [c for c in calls if c.version != good and c.started > deleted + POLL_SECONDS + 3]
+    assert not late, f"v{good + 1} still answered after its directory was deleted: {late[:2]}"
+
+
+def _state(shared: SharedServer, model: str, version: int) -> str:
+    status = model_status(shared.channel, model).get(version)
+    return status.state if status is not None else "NONE"
+
+
+def _wait_state(shared: SharedServer, model: str, version: int, state: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _state(shared, model, version) == state:
+            return True
+        time.sleep(0.1)
+    return False
