@@ -31,6 +31,7 @@ METHOD_CLASSIFY = "tensorflow/serving/classify"
 METHOD_REGRESS = "tensorflow/serving/regress"
 METHOD_PREDICT = "tensorflow/serving/predict"
 METADATA_FIELDS = ("signature_def", "scann_manifest")
+DRAIN_ADMIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class ServingCore:
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
         self._draining = False
+        self._refuse_after = 0.0
 
     # --- lifecycle -----------------------------------------------------------------
     def ready(self) -> bool:
@@ -92,9 +94,14 @@ class ServingCore:
         return not self._draining and self.manager.all_ready()
 
     def begin_drain(self) -> None:
-        """Refuse new calls from now on (in-flight ones finish)."""
+        """Refuse new calls from now on (in-flight ones finish).
+
+        Calls gRPC had already accepted but not yet handed to a thread are still served if
+        they start within DRAIN_ADMIT_SECONDS: their callers sent them before the signal.
+        """
         with self._lock:
             self._draining = True
+            self._refuse_after = time.monotonic() + DRAIN_ADMIT_SECONDS
 
     def wait_idle(self, timeout: float) -> bool:
         """Waits until no call is in flight; False if `timeout` seconds passed first."""
@@ -109,7 +116,7 @@ class ServingCore:
 
     def _enter(self) -> None:
         with self._lock:
-            if self._draining:
+            if self._draining and time.monotonic() >= self._refuse_after:
                 raise Unavailable("server is shutting down; retry (on another replica)")
             self._in_flight += 1
 

@@ -43,7 +43,10 @@ MAX_BROADCAST_ELEMENTS = 1 << 22
 
 def dtype_name(dtype: int) -> str:
     """'string', 'float', 'int32', ... for a DataType enum value (TF Serving's wording)."""
-    return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+    try:
+        return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+    except ValueError:
+        return f"unknown DataType {dtype}"
 
 
 #: Largest tensor a request may describe; a shape past this is refused before any allocation
