@@ -146,3 +146,15 @@ def test_status_grpc_and_rest(model_stub: Any, server: Any) -> None:
             }
         ]
     }
+
+
+def test_rest_row_format_with_scalar_k_and_b64(server: Any, saved_model: Any) -> None:
+    body = {
+        "signature_name": "retrieve",
+        "instances": [{"query": "1", "k": 4}, {"query": {"b64": "Nw=="}, "k": 4}],
+    }
+    reply = requests.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=10)
+    assert reply.status_code == 200, reply.text
+    expected = _local(saved_model, "retrieve", query=QUERIES[:2], k=np.int32(4))
+    got = [p["identifiers"] for p in reply.json()["predictions"]]
+    assert got == expected["identifiers"].astype(str).tolist()

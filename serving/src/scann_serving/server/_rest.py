@@ -72,7 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.metrics.render().encode(), "text/plain; version=0.0.4")
             return
         try:
-            status, payload = self._route(method, path, self._body())
+            with self.server.slots:  # at most --rest_api_num_threads requests run at once
+                status, payload = self._route(method, path, self._body())
         except Exception as exc:
             _, status, message = status_for(exc)
             payload = {"error": message}
@@ -153,6 +154,7 @@ class _RestServer(ThreadingHTTPServer):
         super().__init__(("0.0.0.0", config.rest_api_port), _Handler)
         self.config, self.core, self.metrics = config, core, metrics
         self.metric_paths = set(config.prometheus_paths)
+        self.slots = threading.BoundedSemaphore(max(1, config.rest_api_num_threads))
 
 
 class RestServer:
