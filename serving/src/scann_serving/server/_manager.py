@@ -164,8 +164,10 @@ class ModelManager:
             self._on_change()
 
     def _should_retry(self, record: VersionRecord) -> bool:
-        if record.state != "END" or record.error_code == "OK" or record.permanent_failure:
+        if record.state != "END" or record.permanent_failure:
             return False
+        if record.error_code == "OK":  # unloaded earlier, aspired again (e.g. rollback): reload
+            return True
         if record.attempts > self._config.max_num_load_retries:
             return False
         return (
