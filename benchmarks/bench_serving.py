@@ -461,7 +461,9 @@ def plot(results: dict, path: Path) -> None:
         0.25 * ip["raw_scann_batched_qps"], color="red", linestyle=":", label="25% target"
     )
     if "grpc_noop_qps_16" in plain:
-        right.plot([16], [plain["grpc_noop_qps_16"]], "k*", markersize=12, label="gRPC no-op floor @16")
+        right.plot(
+            [16], [plain["grpc_noop_qps_16"]], "k*", markersize=12, label="gRPC no-op floor @16"
+        )
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     right.set_xlabel("concurrent clients")
