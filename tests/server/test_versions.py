@@ -131,6 +131,11 @@ def test_new_version_replaces_old_then_broken_versions_never_do(
         assert "tensorflow 2.0.0" in refused.status.error_message
         assert predict_version(predict) == 2
         assert statuses(models)[2].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        moved = base.with_name("moved-away")
+        base.rename(moved)  # storage glitch: an unlistable base path must not unload anything
+        time.sleep(2.5)
+        assert predict_version(predict) == 2
+        moved.rename(base)
     metrics = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text
     assert (
         'scann_serving_model_loads_total{model="retrieval",version="3",result="failure"}' in metrics

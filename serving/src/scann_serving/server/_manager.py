@@ -59,12 +59,16 @@ def aspired_versions(config: Any, found: list[int]) -> set[int]:
     return set(sorted(found)[-count:])
 
 
-def list_versions(base_path: str) -> list[int]:
-    """Numeric version directories under a base path (hidden staging dirs are skipped)."""
+def list_versions(base_path: str) -> list[int] | None:
+    """Numeric version directories under a base path (hidden staging dirs are skipped).
+
+    None when the base path cannot be listed (missing, unreadable): a transient storage
+    error must not unload what is serving, so that poll changes nothing.
+    """
     try:
         entries = list(Path(base_path).iterdir())
     except OSError:
-        return []
+        return None
     return sorted(
         int(e.name) for e in entries if e.name.isdigit() and int(e.name) > 0 and e.is_dir()
     )
@@ -84,6 +88,7 @@ class ModelManager:
         self._models: dict[str, _Model] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unlistable: set[str] = set()
         self.set_models(config.model_config, poll=False)
 
     # --- configuration -------------------------------------------------------------
@@ -138,6 +143,14 @@ class ModelManager:
 
     def _poll_model(self, name: str, model: _Model) -> None:
         found = list_versions(model.config.base_path)
+        if found is None:
+            if name not in self._unlistable:  # once, not every poll
+                log.warning(
+                    "cannot list %s (model %s); keeping its versions", model.config.base_path, name
+                )
+                self._unlistable.add(name)
+            return
+        self._unlistable.discard(name)
         aspired = aspired_versions(model.config, found)
         for version in sorted(aspired, reverse=True):
             record = model.versions.get(version)
