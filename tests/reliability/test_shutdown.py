@@ -24,6 +24,11 @@ MODEL = "retrieval"
 GRACE_SECONDS = 8.0
 #: "At once": health must read NOT_SERVING within this long after the signal.
 HEALTH_SECONDS = 0.5
+#: Fast variant only: a call handed to gRPC this short a time before the signal may still be
+#: in the client's or the kernel's buffers when the server handles SIGTERM, so it may be
+#: refused (UNAVAILABLE) as a new call. Such calls are counted and printed, not failed.
+#: The soak variant allows no such window.
+IN_TRANSIT_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,11 @@ def _sigterm_under_load(base: Path, clients: int, load_seconds: float) -> Shutdo
     return Shutdown(calls, signalled, not_serving_after, probes, exit_code, exit_after, tail)
 
 
-def _check(run: Shutdown) -> str:
-    before = [c for c in run.calls if c.started < run.signalled]
+def _check(run: Shutdown, in_transit: float) -> str:
+    before = [c for c in run.calls if c.started < run.signalled - in_transit]
+    edge = [c for c in run.calls if run.signalled - in_transit <= c.started < run.signalled]
     assert before, "no call started before SIGTERM"
-    in_flight = [c for c in before if c.finished > run.signalled]
+    in_flight = [c for c in run.calls if c.started < run.signalled < c.finished]
     assert in_flight, "no call was in flight when SIGTERM arrived; the test proved nothing"
     failed = [c for c in before if c.code != "OK"]
     assert not failed, (
@@ -106,8 +112,10 @@ def _check(run: Shutdown) -> str:
         f"scann-serve exited {run.exit_after:.1f}s after SIGTERM; grace {GRACE_SECONDS}s:\n"
         f"{run.log_tail}"
     )
+    refused_edge = sum(c.code != "OK" for c in edge)
     return (
         f"{len(before)} calls before SIGTERM ({len(in_flight)} in flight), 0 failed; "
+        f"{len(edge)} in the last {in_transit * 1000:.0f} ms before it ({refused_edge} refused); "
         f"NOT_SERVING after {run.not_serving_after * 1000:.0f} ms; {len(later) + len(run.probes)} "
         f"later calls all UNAVAILABLE; exit 0 after {run.exit_after:.1f}s (grace {GRACE_SECONDS}s)"
     )
@@ -115,10 +123,11 @@ def _check(run: Shutdown) -> str:
 
 def test_sigterm_under_load(tiny_model_base: Path) -> None:
     """Fast variant: 4 clients, SIGTERM after 2 s of load."""
-    print(_check(_sigterm_under_load(tiny_model_base, clients=4, load_seconds=2.0)))
+    run = _sigterm_under_load(tiny_model_base, clients=4, load_seconds=2.0)
+    print(_check(run, IN_TRANSIT_SECONDS))
 
 
 @pytest.mark.slow
 def test_sigterm_under_load_soak(tiny_model_base: Path) -> None:
     """Soak variant: 8 clients, SIGTERM after 30 s of load."""
-    print(_check(_sigterm_under_load(tiny_model_base, clients=8, load_seconds=30.0)))
+    print(_check(_sigterm_under_load(tiny_model_base, clients=8, load_seconds=30.0), 0.0))
