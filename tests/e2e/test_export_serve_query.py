@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -112,7 +113,7 @@ def _official_stub_answer(server: ServerProcess) -> list[str]:
 
 
 def _rest_answer(server: ServerProcess) -> list[str]:
-    body = {"signature_name": "retrieve", "inputs": {"query": [QUERY], "k": K}}
+    body: dict[str, Any] = {"signature_name": "retrieve", "inputs": {"query": [QUERY], "k": K}}
     reply = requests.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=10)
     assert reply.status_code == 200, reply.text
     return list(reply.json()["outputs"]["identifiers"][0])

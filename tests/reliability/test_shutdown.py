@@ -69,7 +69,7 @@ def _sigterm_under_load(base: Path, clients: int, load_seconds: float) -> Shutdo
             time.sleep(0.01)
         not_serving_after = time.monotonic() - signalled
         assert health in ("NOT_SERVING", "UNREACHABLE"), health
-        probes = []
+        probes: list[str] = []
         while server.process.poll() is None and len(probes) < 20:
             probes.append(_probe(server))
         try:
