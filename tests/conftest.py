@@ -44,3 +44,19 @@ def tiny_model_base(tmp_path_factory: pytest.TempPathFactory, tiny_spec) -> Path
     base = tmp_path_factory.mktemp("tiny_model") / TINY_MODEL_NAME
     make_tiny_version(base, model_name=TINY_MODEL_NAME, spec=tiny_spec)
     return base
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_base: Path):
+    """One real `scann-serve` (gRPC + REST) over `tiny_model_base`, shared by every folder.
+
+    Starting a server costs seconds (TensorFlow import, load, warmup), so tests that only
+    read from the default configuration share this one. Tests that change flags, versions
+    or kill the server start their own `serve_helpers.ServerProcess`.
+    """
+    from serve_helpers import ServerProcess
+
+    process = ServerProcess(model_name=TINY_MODEL_NAME, model_base_path=tiny_model_base)
+    process.start()
+    yield process
+    process.stop()

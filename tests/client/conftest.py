@@ -67,13 +67,6 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def scann_serve(tiny_model_base):
-    """A real scann-serve subprocess over the tiny ScaNN model (gRPC only), for e2e tests."""
-    try:
-        from serve_helpers import ServerProcess
-    except ImportError:  # the lead's helper; without it there is no way to start the server
-        pytest.skip("tests/serve_helpers.py (ServerProcess) is missing")
-    with ServerProcess(
-        model_name="retrieval", model_base_path=tiny_model_base, rest=False
-    ) as server:
-        yield server
+def scann_serve(tiny_server):
+    """The session's shared real scann-serve over the tiny ScaNN model (tests/conftest.py)."""
+    return tiny_server

@@ -15,12 +15,9 @@ MODEL = "retrieval"
 
 
 @pytest.fixture(scope="session")
-def server(tiny_model_base: Path) -> Iterator[ServerProcess]:
-    """A running scann-serve (gRPC + REST) over the tiny model, shared by the session."""
-    process = ServerProcess(model_name=MODEL, model_base_path=tiny_model_base)
-    process.start()
-    yield process
-    process.stop()
+def server(tiny_server: ServerProcess) -> ServerProcess:
+    """The session's shared scann-serve (gRPC + REST) over the tiny model (tests/conftest.py)."""
+    return tiny_server
 
 
 @pytest.fixture(scope="session")
