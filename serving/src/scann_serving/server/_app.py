@@ -15,7 +15,7 @@ from typing import Any
 
 from scann_serving.server._batching import Batcher
 from scann_serving.server._config import ServerConfig, load_model_server_config
-from scann_serving.server._core import ServingCore
+from scann_serving.server._core import DRAIN_ADMIT_SECONDS, ServingCore
 from scann_serving.server._grpc import SERVICE_NAMES, build_server
 from scann_serving.server._manager import ModelManager
 from scann_serving.server._metrics import Metrics
@@ -83,7 +83,7 @@ def serve(config: ServerConfig) -> int:
         thread.start()
     while not stop.wait(1.0):
         pass
-    _drain(config, core, health, server)
+    _drain(config, core, health)
     if rest is not None:
         rest.stop()
     manager.stop()
@@ -93,12 +93,15 @@ def serve(config: ServerConfig) -> int:
     return 0
 
 
-def _drain(config: ServerConfig, core: ServingCore, health: Any, server: Any) -> None:
-    started = time.monotonic()
+def _drain(config: ServerConfig, core: ServingCore, health: Any) -> None:
     log.info("SIGTERM: draining (grace %.1fs)", config.drain_grace_seconds)
     core.begin_drain()
     health.enter_graceful_shutdown()
+    # Calls gRPC received just before the signal are admitted for DRAIN_ADMIT_SECONDS; give
+    # them that long to reach a thread before waiting for the calls in flight.
+    time.sleep(DRAIN_ADMIT_SECONDS)
     if not core.wait_idle(config.drain_grace_seconds):
         log.warning("grace period over with calls still in flight; stopping anyway")
-    left = max(0.0, config.drain_grace_seconds - (time.monotonic() - started))
-    server.stop(min(left, 1.0)).wait()
+    # No server.stop(): it CANCELs calls gRPC has received but not yet handed to a thread
+    # (callers would see CANCELLED for calls sent before SIGTERM). The core answers new calls
+    # UNAVAILABLE until the process exits (os._exit in main), which closes the sockets.
