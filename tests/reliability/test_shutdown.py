@@ -24,11 +24,6 @@ MODEL = "retrieval"
 GRACE_SECONDS = 8.0
 #: "At once": health must read NOT_SERVING within this long after the signal.
 HEALTH_SECONDS = 0.5
-#: Fast variant only: a call handed to gRPC this short a time before the signal may still be
-#: in the client's or the kernel's buffers when the server handles SIGTERM, so it may be
-#: refused (UNAVAILABLE) as a new call. Such calls are counted and printed, not failed.
-#: The soak variant allows no such window.
-IN_TRANSIT_SECONDS = 0.005
 #: scann-serve still admits calls that reach it this soon after SIGTERM (they were sent
 #: before it; DRAIN_ADMIT_SECONDS in the server): "new" calls are the ones after that.
 ADMIT_SECONDS = 0.05
@@ -89,9 +84,8 @@ def _sigterm_under_load(base: Path, clients: int, load_seconds: float) -> Shutdo
     return Shutdown(calls, signalled, not_serving_after, probes, exit_code, exit_after, tail)
 
 
-def _check(run: Shutdown, in_transit: float) -> str:
-    before = [c for c in run.calls if c.started < run.signalled - in_transit]
-    edge = [c for c in run.calls if run.signalled - in_transit <= c.started < run.signalled]
+def _check(run: Shutdown) -> str:
+    before = [c for c in run.calls if c.started < run.signalled]
     assert before, "no call started before SIGTERM"
     in_flight = [c for c in run.calls if c.started < run.signalled < c.finished]
     assert in_flight, "no call was in flight when SIGTERM arrived; the test proved nothing"
@@ -104,7 +98,8 @@ def _check(run: Shutdown, in_transit: float) -> str:
     assert run.not_serving_after <= HEALTH_SECONDS, (
         f"health still SERVING {run.not_serving_after:.2f}s after SIGTERM"
     )
-    refused_after = run.signalled + max(run.not_serving_after, ADMIT_SECONDS)
+    # the server began draining before health read NOT_SERVING; it admits calls 50 ms more
+    refused_after = run.signalled + run.not_serving_after + ADMIT_SECONDS
     later = [c for c in run.calls if c.started > refused_after]
     probes = [code for started, code in run.probes if started > refused_after]
     wrong = [c for c in later if c.code != "UNAVAILABLE"] + [
@@ -116,10 +111,8 @@ def _check(run: Shutdown, in_transit: float) -> str:
         f"scann-serve exited {run.exit_after:.1f}s after SIGTERM; grace {GRACE_SECONDS}s:\n"
         f"{run.log_tail}"
     )
-    refused_edge = sum(c.code != "OK" for c in edge)
     return (
         f"{len(before)} calls before SIGTERM ({len(in_flight)} in flight), 0 failed; "
-        f"{len(edge)} in the last {in_transit * 1000:.0f} ms before it ({refused_edge} refused); "
         f"NOT_SERVING after {run.not_serving_after * 1000:.0f} ms; {len(later) + len(probes)} "
         f"later calls all UNAVAILABLE; exit 0 after {run.exit_after:.1f}s (grace {GRACE_SECONDS}s)"
     )
@@ -128,10 +121,10 @@ def _check(run: Shutdown, in_transit: float) -> str:
 def test_sigterm_under_load(tiny_model_base: Path) -> None:
     """Fast variant: 4 clients, SIGTERM after 2 s of load."""
     run = _sigterm_under_load(tiny_model_base, clients=4, load_seconds=2.0)
-    print(_check(run, IN_TRANSIT_SECONDS))
+    print(_check(run))
 
 
 @pytest.mark.slow
 def test_sigterm_under_load_soak(tiny_model_base: Path) -> None:
     """Soak variant: 8 clients, SIGTERM after 30 s of load."""
-    print(_check(_sigterm_under_load(tiny_model_base, clients=8, load_seconds=30.0), 0.0))
+    print(_check(_sigterm_under_load(tiny_model_base, clients=8, load_seconds=30.0)))
