@@ -1,10 +1,11 @@
 """Promise 5 — SIGTERM under load drains cleanly.
 
 A scann-serve of its own (it is stopped by the test) takes calls of 256 queries from
-several official-stub clients (each request is built before its start time is taken, so
-"started before SIGTERM" means handed to gRPC before the signal); then it gets SIGTERM. Promised: every call that started before the
-signal succeeds (some are in flight when it arrives); health is NOT_SERVING at once; new
-calls are refused with UNAVAILABLE; the process exits 0 within --drain_grace_seconds.
+several official-stub clients; each request is built before its start time is taken, so
+"started before SIGTERM" means handed to gRPC before the signal. Then it gets SIGTERM.
+Promised: every call that started before the signal succeeds (some are in flight when it
+arrives); health is NOT_SERVING at once; new calls (after the server's 50 ms admit window)
+are refused with UNAVAILABLE; the process exits 0 within --drain_grace_seconds.
 """
 
 from __future__ import annotations
