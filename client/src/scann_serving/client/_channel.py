@@ -12,7 +12,6 @@ from typing import Any, Final
 
 import grpc
 import grpc.aio
-
 from scann_serving.client._config import TLS
 from scann_serving.client._proto import tf_serving_pb2 as pb
 

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from google.protobuf import any_pb2, json_format, struct_pb2, wrappers_pb2
-
 from scann_serving.client._errors import ProtocolError
 from scann_serving.client._proto import tf_error_pb2 as err
 from scann_serving.client._proto import tf_framework_pb2 as fw

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from scann_serving.client._proto import tf_framework_pb2 as fw
 
 #: numpy dtype of each numeric DataType the client decodes.

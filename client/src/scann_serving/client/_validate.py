@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
 from scann_serving.client._errors import InvalidRequest, ProtocolError
 from scann_serving.client._types import ModelMetadata, Signature
 
