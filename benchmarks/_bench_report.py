@@ -1,0 +1,188 @@
+"""The benchmark's report: targets, a markdown table and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+CONCURRENCY = (1, 4, 16)
+LATENCY_TARGET, THROUGHPUT_TARGET = 1.5, 0.25
+
+
+def targets(results: dict) -> dict:
+    """Both targets as the issue defines them, plus the same ratios for reference points."""
+    ip, served = results["in_process"], results["served"]
+    signature_p50 = ip["signature_call"]["p50_ms"]
+    raw = ip["raw_scann_batched_qps_by_size"]
+    batched16 = served["batching"]["grpc_qps_16"]
+    ratio = served["plain"]["grpc_single"]["p50_ms"] / signature_p50
+    fraction = batched16 / raw["1024"]
+    return {
+        "latency_ratio": ratio,
+        "latency_met": ratio <= LATENCY_TARGET,
+        "throughput_fraction": fraction,
+        "throughput_met": fraction >= THROUGHPUT_TARGET,
+        "throughput_fraction_vs_raw_batch16": batched16 / raw["16"],
+        "noop_latency_ratio": served["plain"]["grpc_noop_single"]["p50_ms"] / signature_p50,
+        "noop_fraction": served["plain"]["grpc_noop_qps_16"] / raw["1024"],
+    }
+
+
+def _row(name: str, lat: dict | None, qps: list[str], cpu: str = "") -> str:
+    p50 = f"{lat['p50_ms']:.3f}" if lat else ""
+    p99 = f"{lat['p99_ms']:.3f}" if lat else ""
+    return f"| {name} | {p50} | {p99} | " + " | ".join(qps) + f" | {cpu} |"
+
+
+def _cpu(data: dict) -> str:
+    load = data.get("grpc_16")
+    if not load or load.get("server_cpu_us_per_call") is None:
+        return ""
+    return f"{load['server_cpu_us_per_call']:.0f} / {load['client_cpu_us_per_call']:.0f}"
+
+
+def table(results: dict) -> str:
+    """The markdown table and the target lines."""
+    ip, plain, batched = (
+        results["in_process"],
+        results["served"]["plain"],
+        results["served"]["batching"],
+    )
+    raw = ip["raw_scann_batched_qps_by_size"]
+    grpc = [lambda d, c=c: f"{d[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY]
+    blank = ["", "", ""]
+    noop = plain["grpc_noop_16"]
+    lines = [
+        "| path | p50 ms | p99 ms | q/s @1 | q/s @4 | q/s @16 | µs CPU/call @16 server / client |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        _row("raw ScaNN (pybind), 1 query", ip["raw_scann_single"], blank),
+        _row("SavedModel signature call, 1 query", ip["signature_call"], blank),
+        _row("brute force (numpy), 1 query", ip["brute_force_single"], blank),
+        _row("served gRPC, 1 client", plain["grpc_single"], [f(plain) for f in grpc], _cpu(plain)),
+        _row(
+            "served gRPC + batching",
+            batched["grpc_single"],
+            [f(batched) for f in grpc],
+            _cpu(batched),
+        ),
+        _row("served REST, 1 client", plain["rest_single"], blank),
+        _row(
+            "served REST (no batching / batching)",
+            None,
+            [f"{plain[f'rest_qps_{c}']:.0f} / {batched[f'rest_qps_{c}']:.0f}" for c in CONCURRENCY],
+        ),
+        _row(
+            "gRPC no-op floor (health Check, same server)",
+            plain["grpc_noop_single"],
+            ["", "", f"{noop['qps']:.0f}"],
+            f"{noop['server_cpu_us_per_call'] or 0:.0f} / {noop['client_cpu_us_per_call']:.0f}",
+        ),
+        _row(
+            "SavedModel signature, 16 keys/call (in process)",
+            None,
+            [f"{ip['signature_batch16_qps']:.0f}", "", ""],
+        ),
+    ]
+    for size, qps in raw.items():
+        lines.append(_row(f"raw ScaNN batched ({size} queries/call)", None, [f"{qps:.0f}", "", ""]))
+    lines.append(
+        _row(
+            "brute force batched (256 queries/call)",
+            None,
+            [f"{ip['brute_force_batched_qps']:.0f}", "", ""],
+        )
+    )
+    return "\n".join(lines) + "\n\n" + summary(results)
+
+
+def summary(results: dict) -> str:
+    """Index line, both targets (met or not) and the floors that explain them."""
+    t, index = results["targets"], results["index"]
+    batch = results["served"]["batching"]["grpc_16"].get("mean_batch_size") or 0
+    return "\n".join(
+        [
+            f"{results['num_candidates']:,} x {results['dim']} candidates, {index['num_leaves']} "
+            f"leaves, {index['num_leaves_to_search']} searched, "
+            f"{index['num_reordering_candidates']} reordered: exported recall@10 = "
+            f"{results['recall_at_10']:.3f} vs brute force; {results['cpus']} CPUs; load average "
+            f"{results.get('load_average', '?')} at start.",
+            f"Target 1: served gRPC p50 / signature call = {t['latency_ratio']:.2f} "
+            f"(<= {LATENCY_TARGET}: {'met' if t['latency_met'] else 'NOT met'}).",
+            f"Target 2: batched served q/s @16 / raw batched ScaNN (1024/call) = "
+            f"{t['throughput_fraction']:.1%} (>= 25%: "
+            f"{'met' if t['throughput_met'] else 'NOT met'}); for reference, vs raw ScaNN at "
+            f"16 queries/call = {t['throughput_fraction_vs_raw_batch16']:.1%} (mean batch the "
+            f"server formed @16: {batch:.1f}).",
+            f"Floor: a no-op gRPC call is {t['noop_latency_ratio']:.2f}x the signature call; "
+            f"16 clients of no-op calls reach {t['noop_fraction']:.1%} of raw batched ScaNN.",
+        ]
+    )
+
+
+def plot(results: dict, path: Path) -> None:
+    """Two panels: single-client latency bars (p50/p99), throughput bars at 16 clients."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ip, plain, batched = (
+        results["in_process"],
+        results["served"]["plain"],
+        results["served"]["batching"],
+    )
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    names = ["raw ScaNN", "signature\ncall", "gRPC\nno-op", "gRPC", "gRPC\n+batching", "REST"]
+    lats = [
+        ip["raw_scann_single"],
+        ip["signature_call"],
+        plain["grpc_noop_single"],
+        plain["grpc_single"],
+        batched["grpc_single"],
+        plain["rest_single"],
+    ]
+    x = np.arange(len(names))
+    left.bar(x - 0.2, [v["p50_ms"] for v in lats], 0.4, label="p50")
+    left.bar(x + 0.2, [v["p99_ms"] for v in lats], 0.4, label="p99")
+    left.axhline(
+        LATENCY_TARGET * ip["signature_call"]["p50_ms"],
+        color="red",
+        linestyle=":",
+        label="target: 1.5x signature p50",
+    )
+    left.set_xticks(x, names)
+    left.set_ylabel("ms per query, 1 client")
+    left.set_title("latency (lower is better)")
+    left.legend(fontsize=8)
+    _throughput_panel(right, ip, plain, batched)
+    fig.suptitle(
+        f"scann-serve, {results['num_candidates']:,} x {results['dim']} candidates, "
+        f"recall@10 {results['recall_at_10']:.3f}, {results['cpus']} CPUs"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _throughput_panel(ax: object, ip: dict, plain: dict, batched: dict) -> None:
+    raw = ip["raw_scann_batched_qps_by_size"]
+    bars = [
+        ("gRPC", plain["grpc_qps_16"], "C0"),
+        ("gRPC\n+batching", batched["grpc_qps_16"], "C1"),
+        ("REST\n+batching", batched["rest_qps_16"], "C2"),
+        ("gRPC no-op", plain["grpc_noop_qps_16"], "gray"),
+        ("raw ScaNN\n16/call", raw["16"], "C4"),
+        ("raw ScaNN\n1024/call", raw["1024"], "C5"),
+    ]
+    x = np.arange(len(bars))
+    ax.bar(x, [b[1] for b in bars], color=[b[2] for b in bars])  # type: ignore[attr-defined]
+    for i, (_, value, _) in enumerate(bars):
+        ax.text(i, value, f"{value:,.0f}", ha="center", va="bottom", fontsize=8)  # type: ignore[attr-defined]
+    ax.axhline(  # type: ignore[attr-defined]
+        THROUGHPUT_TARGET * raw["1024"], color="red", linestyle=":", label="target: 25% of raw 1024"
+    )
+    ax.set_xticks(x, [b[0] for b in bars])  # type: ignore[attr-defined]
+    ax.set_ylabel("queries / s at 16 clients")  # type: ignore[attr-defined]
+    ax.set_title("throughput (higher is better)")  # type: ignore[attr-defined]
+    ax.legend(fontsize=8)  # type: ignore[attr-defined]

@@ -1,0 +1,181 @@
+"""Served measurements: scann-serve over gRPC and REST, and the no-op gRPC floor.
+
+Latency is one Python client with the official stubs (what a user's client sees).
+gRPC throughput uses `_bench_load` (client processes sending pre-serialized requests,
+reporting client and server CPU per call); REST throughput uses one keep-alive
+connection per client thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from _bench_data import log
+from _bench_inprocess import time_calls
+from _bench_load import HEALTH_CHECK, PREDICT, run_load
+
+CONCURRENCY = (1, 4, 16)
+
+
+def grpc_request(key: str) -> Any:
+    """A PredictRequest for serving_default with one query key."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "retrieval"
+    tensor = request.inputs["query"]
+    tensor.dtype = 7  # DT_STRING
+    tensor.tensor_shape.dim.add().size = 1
+    tensor.string_val.append(key.encode())
+    return request
+
+
+def grpc_noop_latency(target: str, n: int) -> dict:
+    """One client's grpc.health.v1 Check latency: the floor of any gRPC call."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub, request = health_pb2_grpc.HealthStub(channel), health_pb2.HealthCheckRequest()
+        return time_calls(lambda: stub.Check(request, timeout=10), n)
+
+
+def grpc_latency(target: str, num_queries: int, n: int) -> dict:
+    """One client's Predict latency with the official stub."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        requests = [grpc_request(str(i)) for i in range(num_queries)]
+        it = iter(range(10**9))
+        return time_calls(lambda: stub.Predict(requests[next(it) % num_queries], timeout=10), n)
+
+
+def rest_call(conn: http.client.HTTPConnection, key: int) -> None:
+    """One row-format :predict on a keep-alive connection."""
+    body = json.dumps({"instances": [str(key)]})
+    conn.request("POST", "/v1/models/retrieval:predict", body, {"Content-Type": "application/json"})
+    reply = conn.getresponse()
+    data = reply.read()
+    if reply.status != 200:
+        raise RuntimeError(data)
+
+
+def rest_latency(port: int, num_queries: int, n: int) -> dict:
+    """One REST client's latency."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    it = iter(range(10**9))
+    return time_calls(lambda: rest_call(conn, next(it) % num_queries), n)
+
+
+def rest_throughput(port: int, num_queries: int, clients: int, seconds: float) -> float:
+    """Closed loop: `clients` threads, each with its own keep-alive connection."""
+    counts, errors = [0] * clients, []
+    end = time.monotonic() + seconds
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        i = c
+        try:
+            while time.monotonic() < end:
+                rest_call(conn, i % num_queries)
+                counts[c] += 1
+                i += clients
+        except Exception as exc:  # reported below instead of silently losing a client
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {clients} REST clients failed: {errors[0]!r}")
+    return sum(counts) / seconds
+
+
+def batch_stats(rest_url: str) -> tuple[float, float]:
+    """(sum, count) of the server's scann_serving_batch_size histogram."""
+    text = urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
+    total = re.search(r"^scann_serving_batch_size_sum\S* (\S+)$", text, re.M)
+    count = re.search(r"^scann_serving_batch_size_count\S* (\S+)$", text, re.M)
+    return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+
+def batching_flags(workdir: Path, timeout_micros: int = 0, threads: int = 1) -> list[str]:
+    """Flags for --enable_batching with a BatchingParameters file written in `workdir`."""
+    params = workdir / "batching.txt"
+    params.write_text(
+        f"max_batch_size {{ value: 64 }}\nbatch_timeout_micros {{ value: {timeout_micros} }}\n"
+        f"num_batch_threads {{ value: {threads} }}\nmax_enqueued_batches {{ value: 100 }}\n"
+    )
+    return ["--enable_batching", f"--batching_parameters_file={params}", "--grpc_max_threads=32"]
+
+
+def _throughput(server: Any, payloads: list[bytes], clients: int, args: Any) -> dict:
+    before = batch_stats(server.rest_url)
+    load = run_load(
+        server.target,
+        PREDICT,
+        payloads,
+        clients,
+        args.duration,
+        args.client_processes,
+        server.process.pid,
+    )
+    after = batch_stats(server.rest_url)
+    batches = after[1] - before[1]
+    out = load.to_dict()
+    out["mean_batch_size"] = (after[0] - before[0]) / batches if batches else None
+    return out
+
+
+def served(base: Path, num_queries: int, args: Any, batching: bool, workdir: Path) -> dict:
+    """Every served measurement against one scann-serve subprocess."""
+    from serve_helpers import ServerProcess
+
+    flags = ["--file_system_poll_wait_seconds=0", *args.server_flag]
+    if batching:
+        flags += batching_flags(workdir, args.batch_timeout_micros, args.num_batch_threads)
+    log(f"starting scann-serve ({'with' if batching else 'without'} batching) {flags}")
+    payloads = [grpc_request(str(i)).SerializeToString() for i in range(num_queries)]
+    n = args.latency_samples
+    with ServerProcess(*flags, model_name="retrieval", model_base_path=base) as server:
+        noop = run_load(
+            server.target,
+            HEALTH_CHECK,
+            [b""],
+            16,
+            args.duration,
+            args.client_processes,
+            server.process.pid,
+        )
+        out: dict[str, Any] = {
+            "grpc_noop_single": grpc_noop_latency(server.target, n),
+            "grpc_noop_16": noop.to_dict(),
+            "grpc_noop_qps_16": noop.qps,
+            "grpc_single": grpc_latency(server.target, num_queries, n),
+            "rest_single": rest_latency(server.rest_port or 0, num_queries, n),
+        }
+        for clients in CONCURRENCY:
+            load = _throughput(server, payloads, clients, args)
+            out[f"grpc_{clients}"] = load
+            out[f"grpc_qps_{clients}"] = load["qps"]
+            out[f"rest_qps_{clients}"] = rest_throughput(
+                server.rest_port or 0, num_queries, clients, args.duration
+            )
+            log(
+                f"  {clients:2d} clients: gRPC {load['qps']:.0f} q/s (server "
+                f"{load['server_cpu_us_per_call'] or 0:.0f} us CPU/call, client "
+                f"{load['client_cpu_us_per_call']:.0f} us, mean batch "
+                f"{load['mean_batch_size'] or 0:.1f}), REST {out[f'rest_qps_{clients}']:.0f} q/s"
+            )
+    return out
