@@ -60,7 +60,8 @@ def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
     dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
     if any(d < 0 for d in dims):
         raise InvalidArgument(f"input '{name}' has a negative dimension in shape {list(dims)}")
-    if math.prod(dims) > MAX_ELEMENTS:
+    # Non-zero dims only: an empty tensor of shape [0, 2**62] is too big for numpy to shape.
+    if math.prod(d for d in dims if d) > MAX_ELEMENTS:
         raise InvalidArgument(
             f"input '{name}' has shape {list(dims)}, more than {MAX_ELEMENTS} elements; "
             "send a smaller request"
