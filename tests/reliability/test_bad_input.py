@@ -69,6 +69,19 @@ def _huge_broadcast() -> Any:
     )
 
 
+def _empty_but_huge() -> Any:
+    """No values, shape [0, 2**62]: zero elements, yet no array library can shape it."""
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[
+                tensor_shape_pb2.TensorShapeProto.Dim(size=0),
+                tensor_shape_pb2.TensorShapeProto.Dim(size=2**62),
+            ]
+        ),
+    )
+
+
 GRPC_CASES: dict[str, tuple[Any, str, str]] = {
     "wrong dtype": (_request(query=np.asarray([1.0], np.float32)), "INVALID_ARGUMENT", "string"),
     "wrong shape": (_request(query=np.asarray([[b"1"]], object)), "INVALID_ARGUMENT", "shape"),
@@ -79,6 +92,11 @@ GRPC_CASES: dict[str, tuple[Any, str, str]] = {
         str(MAX_BATCH),
     ),
     "broadcast to 2**40 rows": (_request(query=_huge_broadcast()), "INVALID_ARGUMENT", "query"),
+    "empty tensor of shape [0, 2**62]": (
+        _request(query=_empty_but_huge()),
+        "INVALID_ARGUMENT",
+        "query",
+    ),
     "k zero": (_request("retrieve", query=Q, k=np.int32(0)), "INVALID_ARGUMENT", "k"),
     "k negative": (_request("retrieve", query=Q, k=np.int32(-3)), "INVALID_ARGUMENT", "k"),
     "k above max_k": (_request("retrieve", query=Q, k=np.int32(51)), "INVALID_ARGUMENT", "max_k"),
