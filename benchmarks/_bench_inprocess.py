@@ -27,23 +27,31 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def time_calls(fn: Callable[[], Any], n: int, warmup: int = 50) -> dict[str, float]:
-    """Latency percentiles of `n` sequential calls after `warmup` untimed ones."""
+def time_calls(fn: Callable[[], Any], n: int, warmup: int = 50, rounds: int = 3) -> dict[str, Any]:
+    """Latency percentiles of `n` sequential calls (after `warmup` untimed ones), in
+    `rounds` rounds; the round with the lowest p50 is reported (the machine is shared, so
+    a burst of other work during one round should not decide the result; every timed path,
+    in process and served, is measured the same way). `round_p50_ms` keeps all rounds."""
     import time
 
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return percentiles(samples)
+    results = []
+    for _ in range(rounds):
+        samples = []
+        for _ in range(max(1, n // rounds)):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        results.append(percentiles(samples))
+    best = dict(min(results, key=lambda r: r["p50_ms"]))
+    best["round_p50_ms"] = [r["p50_ms"] for r in results]
+    return best
 
 
 def _rate(fn: Callable[[], Any], rows: int, calls: int) -> float:
     """Rows per second from the median time of `calls` calls of `rows` rows."""
-    return rows / time_calls(fn, calls, warmup=3)["p50_ms"] * 1e3
+    return rows / time_calls(fn, calls, warmup=3)["p50_ms"] * 1e3  # best of 3 rounds
 
 
 def raw_scann(searcher: Any, config: Any, queries: np.ndarray, n: int) -> dict[str, Any]:
@@ -99,9 +107,9 @@ def brute_force(items: np.ndarray, queries: np.ndarray, n: int) -> dict:
         np.argpartition(-scores, K)[:K]
 
     return {
-        "brute_force_single": time_calls(single, max(20, n // 20), warmup=5),
+        "brute_force_single": time_calls(single, max(30, n // 20), warmup=5),
         "brute_force_batched_qps": _rate(
-            lambda: brute_force_top_k(items, queries[:256], K), 256, 5
+            lambda: brute_force_top_k(items, queries[:256], K), 256, 6
         ),
     }
 
