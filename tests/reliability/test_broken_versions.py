@@ -78,6 +78,8 @@ DEFECTS: dict[str, Callable[[Path], None]] = {
 }
 #: What GetModelStatus's message must mention for each defect.
 MESSAGE_HINTS = {
+    "truncated variables file": "re-export it",
+    "missing variables index": "re-export it",
     "failing warmup": "warmup",
     "manifest from another TF/ScaNN": "tensorflow 2.15.1",
 }

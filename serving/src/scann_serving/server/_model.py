@@ -77,9 +77,16 @@ class ServableVersion:
         self.max_request_batch_size = max_request_batch_size
         self.manifest = read_manifest(path)
         check_runtime(self.manifest, path)
-        self._module = tf.saved_model.load(str(path))
-        proto = saved_model_pb2.SavedModel()
-        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        try:
+            self._module = tf.saved_model.load(str(path))
+            proto = saved_model_pb2.SavedModel()
+            proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        except Exception as exc:  # TF raises many types; all mean "this directory is unusable"
+            raise LoadError(
+                f"{path}: TensorFlow could not load the SavedModel ({type(exc).__name__}: "
+                f"{_first_line(exc)}); the version is damaged or incomplete, re-export it "
+                "(scann-export publishes the next version atomically)"
+            ) from exc
         self.signature_defs = dict(proto.meta_graphs[0].signature_def)
         self.signatures: dict[str, Signature] = {}
         for key, fn in self._module.signatures.items():
@@ -305,3 +312,8 @@ def _read_tfrecords(path: Path) -> list[bytes]:
         records.append(data[start:end])
         offset = end + 4
     return records
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
