@@ -333,10 +333,18 @@ def parse_config(kind: str, text: str) -> Any:
 
 
 # --------------------------------------------------------------------------- docs
-def shell_commands(markdown: Path) -> list[list[str]]:
-    """The commands in a markdown file's ```bash blocks, one argv per (joined) line."""
+def shell_commands(markdown: Path, section: str | None = None) -> list[list[str]]:
+    """The commands in a markdown file's ```bash blocks, one argv per (joined) line.
+
+    With `section`, only the blocks under the `## ` heading that starts with that text.
+    """
+    text = markdown.read_text()
+    if section is not None:
+        start = text.index(f"\n## {section}")
+        end = text.find("\n## ", start + 1)
+        text = text[start : end if end != -1 else len(text)]
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", markdown.read_text(), flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 commands.append(shlex.split(line))

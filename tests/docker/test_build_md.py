@@ -120,12 +120,13 @@ def test_local_smoke_command_is_the_one_the_tests_run(tmp_path: Path) -> None:
     assert option_value(argv, "--model-dir") == str(tmp_path)
 
 
-README_SECTION = REPO_ROOT / "docs" / "readme" / "kubernetes.md"
+README = REPO_ROOT / "README.md"
+README_SECTION = "Kubernetes"
 
 
 def test_readme_kubernetes_commands_match_the_bundle(rendered) -> None:
-    """docs/readme/kubernetes.md: overlays, namespace and object names exist as rendered."""
-    commands = shell_commands(README_SECTION)
+    """README's Kubernetes section: overlays, namespace and object names exist as rendered."""
+    commands = shell_commands(README, README_SECTION)
     build_commands = {tuple(c) for c in _docker("build")}
     for argv in commands:
         if argv[:2] == ["docker", "build"]:
@@ -156,7 +157,7 @@ def test_readme_kubernetes_scann_query_uses_real_options() -> None:
     help_text = subprocess.run(
         ["scann-query", "--help"], capture_output=True, text=True, timeout=60
     ).stdout
-    queries = [c for c in shell_commands(README_SECTION) if c[0] == "scann-query"]
+    queries = [c for c in shell_commands(README, README_SECTION) if c[0] == "scann-query"]
     assert queries
     for argv in queries:
         for arg in (a for a in argv if a.startswith("-")):
