@@ -171,7 +171,7 @@ def _throughput_panel(ax: object, ip: dict, plain: dict, batched: dict) -> None:
         ("gRPC", plain["grpc_qps_16"], "C0"),
         ("gRPC\n+batching", batched["grpc_qps_16"], "C1"),
         ("REST\n+batching", batched["rest_qps_16"], "C2"),
-        ("gRPC no-op", plain["grpc_noop_qps_16"], "gray"),
+        ("gRPC\nno-op", plain["grpc_noop_qps_16"], "gray"),
         ("signature\n16/call", ip["signature_batch16_qps"], "C3"),
         ("raw ScaNN\n16/call", raw["16"], "C4"),
         ("raw ScaNN\n1024/call", raw["1024"], "C5"),
@@ -183,7 +183,7 @@ def _throughput_panel(ax: object, ip: dict, plain: dict, batched: dict) -> None:
     ax.axhline(  # type: ignore[attr-defined]
         THROUGHPUT_TARGET * raw["1024"], color="red", linestyle=":", label="target: 25% of raw 1024"
     )
-    ax.set_xticks(x, [b[0] for b in bars])  # type: ignore[attr-defined]
+    ax.set_xticks(x, [b[0] for b in bars], fontsize=8)  # type: ignore[attr-defined]
     ax.set_ylabel("queries / s (served: 16 clients; in process: 1 caller)")  # type: ignore[attr-defined]
     ax.set_title("throughput (higher is better)")  # type: ignore[attr-defined]
     ax.legend(fontsize=8)  # type: ignore[attr-defined]
