@@ -60,3 +60,10 @@ def test_ci_entry_runs_make_test() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_test_module_basenames_are_unique() -> None:
+    # pytest's default (prepend) import mode imports test modules by basename, so two
+    # folders with the same test file name break collection of the whole suite.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
