@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerProcess", "free_port", "scann_serve_command"]
+__all__ = ["ServerProcess", "free_port", "predict_request", "scann_serve_command"]
 
 START_TIMEOUT_SECONDS = 90.0
 
@@ -36,6 +36,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def predict_request(model: str, signature: str = "serving_default", **inputs: Any) -> Any:
+    """An official `tensorflow.serving.PredictRequest` with numpy/python `inputs` as tensors."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
 
 
 def scann_serve_command() -> list[str]:

@@ -8,20 +8,15 @@ import grpc
 import numpy as np
 import pytest
 import requests
-import tensorflow as tf
-from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
+from serve_helpers import predict_request
+from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
 MODEL = "retrieval"
 Q = np.asarray([b"1"], dtype=object)
 
 
 def _request(signature: str = "serving_default", model: str = MODEL, **inputs: Any) -> Any:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    return request
+    return predict_request(model, signature, **inputs)
 
 
 GRPC_CASES = {

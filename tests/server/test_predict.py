@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
+from serve_helpers import predict_request
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 MODEL = "retrieval"
 QUERIES = np.asarray([b"1", b"7", b"42", b"unknown-user"], dtype=object)
 
 
 def _request(signature: str, **inputs: Any) -> Any:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    return request
+    return predict_request(MODEL, signature, **inputs)
 
 
 def _local(saved_model: Any, signature: str, **inputs: Any) -> dict[str, np.ndarray]:

@@ -98,7 +98,11 @@ def make_tiny_version(
     can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index.
     """
     from scann_serving.export._module import RetrievalModule
-    from scann_serving.export._savedmodel import export_version, warmup_requests
+    from scann_serving.export._savedmodel import (
+        export_version,
+        signature_summary,
+        warmup_requests,
+    )
 
     spec = spec or tiny_spec()
     config = index_config or default_config(len(spec.identifiers), k=k, max_k=max_k)
@@ -119,7 +123,7 @@ def make_tiny_version(
         num_candidates=len(spec.identifiers),
         embedding_dim=spec.dim,
         index=config.to_dict(),
-        signatures={},
+        signatures=signature_summary(module),
         dataset={
             "name": "tiny",
             "fingerprint": fingerprint(
@@ -127,7 +131,6 @@ def make_tiny_version(
             ),
         },
     )
-    del manifest["signatures"]
     warmup = warmup_requests(
         model_name, list(spec.users[:8]), spec.user_embeddings[:8], k=k, max_k=max_k
     )
