@@ -3,6 +3,8 @@
 Raw batched ScaNN is measured at 1024 queries per call (the target's denominator) and at
 the batch sizes the server's batcher forms under 16 clients (16) and at most (64), so the
 served rate can be compared with what the same search does in process at those sizes.
+Those use `search_batched_parallel` (every core); 1024 queries are also timed with
+`search_batched` (one thread), ScaNN's plain batched call, so both denominators are known.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def raw_scann(searcher: Any, config: Any, queries: np.ndarray, n: int) -> dict[s
         out["batched_qps"][str(size)] = _rate(
             lambda b=batch: searcher.search_batched_parallel(b, K, reorder, leaves), size, calls
         )
+    # ScaNN's plain batched call runs on one thread: the other reading of "raw batched".
+    batch = queries[: RAW_BATCH_SIZES[-1]]
+    out["batched_serial_qps"] = _rate(
+        lambda: searcher.search_batched(batch, K, reorder, leaves), len(batch), 20
+    )
     return out
 
 
@@ -129,11 +136,13 @@ def in_process(
         "raw_scann_single": raw["single"],
         "raw_scann_batched_qps_by_size": raw["batched_qps"],
         "raw_scann_batched_qps": raw["batched_qps"]["1024"],
+        "raw_scann_batched_serial_qps": raw["batched_serial_qps"],
         **signature(version_dir, queries, truth, n),
         **brute_force(items, queries, n),
     }
     log(
         "raw ScaNN batched q/s by batch size: "
         + ", ".join(f"{k}: {v:.0f}" for k, v in raw["batched_qps"].items())
+        + f"; 1024 on one thread: {raw['batched_serial_qps']:.0f}"
     )
     return results

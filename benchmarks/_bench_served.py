@@ -3,7 +3,9 @@
 Latency is one Python client with the official stubs (what a user's client sees).
 gRPC throughput uses `_bench_load` (client processes sending pre-serialized requests,
 reporting client and server CPU per call); REST throughput uses one keep-alive
-connection per client thread.
+connection per client thread. When h2load is installed, the same gRPC calls are also
+driven by a native client (`_bench_h2load`): latency and throughput without a Python
+client's cost on the server's cores (keys prefixed `c_`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from _bench_data import log
+from _bench_h2load import h2load_path
+from _bench_h2load import run as h2load
 from _bench_inprocess import time_calls
-from _bench_load import HEALTH_CHECK, PREDICT, run_load
+from _bench_load import HEALTH_CHECK, PREDICT, process_cpu_seconds, run_load
 
 CONCURRENCY = (1, 4, 16)
 
@@ -110,6 +114,43 @@ def batch_stats(rest_url: str) -> tuple[float, float]:
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
 
 
+def failed_calls(rest_url: str) -> float:
+    """Calls the server answered with a status other than OK (its request counter)."""
+    text = urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
+    found = re.findall(
+        r'^scann_serving_requests_total\{[^}]*status="(\w+)"[^}]*\} (\S+)$', text, re.M
+    )
+    return sum(float(value) for status, value in found if status != "OK")
+
+
+def native_client(server: Any, payload: bytes, args: Any) -> dict[str, Any]:
+    """h2load rows: no-op and Predict latency (1 client), throughput at CONCURRENCY."""
+    port, n, seconds = server.grpc_port, args.latency_samples, args.duration
+    failed = failed_calls(server.rest_url)
+    out: dict[str, Any] = {
+        "c_noop_single": h2load(port, HEALTH_CHECK, b"", 1, requests=n),
+        "c_single": h2load(port, PREDICT, payload, 1, requests=n),
+    }
+    runs = [("c_noop_16", HEALTH_CHECK, b"", 16)]
+    runs += [(f"c_{clients}", PREDICT, payload, clients) for clients in CONCURRENCY]
+    for name, method, message, clients in runs:
+        before, cpu = batch_stats(server.rest_url), process_cpu_seconds(server.process.pid)
+        load = h2load(port, method, message, clients, seconds=seconds)
+        cpu_after, after = process_cpu_seconds(server.process.pid), batch_stats(server.rest_url)
+        if cpu is not None and cpu_after is not None:
+            load["server_cpu_us_per_call"] = (cpu_after - cpu) * 1e6 / load["calls"]
+        batches = after[1] - before[1]
+        load["mean_batch_size"] = (after[0] - before[0]) / batches if batches else None
+        out[name] = load
+        log(
+            f"  h2load {name}: {load['qps']:.0f} q/s, p50 {load['p50_ms']:.3f} ms, server "
+            f"{load.get('server_cpu_us_per_call', 0):.0f} us CPU/call"
+        )
+    if failed_calls(server.rest_url) != failed:  # h2load counts any HTTP 200 as success
+        raise RuntimeError("the server answered some h2load calls with a gRPC error")
+    return out
+
+
 def batching_flags(workdir: Path, timeout_micros: int = 0, threads: int = 1) -> list[str]:
     """Flags for --enable_batching with a BatchingParameters file written in `workdir`."""
     params = workdir / "batching.txt"
@@ -178,4 +219,8 @@ def served(base: Path, num_queries: int, args: Any, batching: bool, workdir: Pat
                 f"{load['client_cpu_us_per_call']:.0f} us, mean batch "
                 f"{load['mean_batch_size'] or 0:.1f}), REST {out[f'rest_qps_{clients}']:.0f} q/s"
             )
+        if h2load_path():
+            out.update(native_client(server, payloads[1], args))
+        else:
+            log("h2load not found (apt-get install nghttp2-client): skipping native-client rows")
     return out

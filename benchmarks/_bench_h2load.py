@@ -1,0 +1,103 @@
+"""A native load generator for the served path: nghttp2's h2load speaking gRPC framing.
+
+The Python load generator (`_bench_load`) spends 120-190 us of CPU per call on the same
+two cores as the server, so part of what it reports is its own cost. h2load is a C HTTP/2
+client: it sends the pre-framed gRPC request (5-byte length prefix + PredictRequest bytes,
+`content-type: application/grpc`, `te: trailers`) on `clients` connections, one stream
+each, and spends a few microseconds per call. That measures the server, as a C++ or Go
+caller on another machine would see it.
+
+h2load counts HTTP 200 as success, but gRPC reports errors in the `grpc-status` trailer
+of a 200 response, so `run` takes a `check` callable that verifies the server's own
+count of OK calls (Prometheus) against h2load's. h2load comes from Debian's
+`nghttp2-client` package (`apt-get install nghttp2-client`); without it the benchmark
+skips these rows and says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def h2load_path() -> str | None:
+    """The h2load executable, or None when nghttp2-client is not installed."""
+    return shutil.which("h2load")
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One gRPC length-prefixed message: flag 0 (uncompressed), big-endian length, bytes."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def _latencies_ms(log_file: Path) -> np.ndarray:
+    rows = [line.split("\t") for line in log_file.read_text().splitlines() if line.strip()]
+    bad = [row for row in rows if row[1] != "200"]
+    if bad:
+        raise RuntimeError(f"h2load saw {len(bad)} non-200 responses (first: {bad[0]})")
+    return np.asarray([int(row[2]) for row in rows], dtype=np.float64) / 1e3
+
+
+def run(
+    port: int,
+    method: str,
+    message: bytes,
+    clients: int,
+    *,
+    seconds: float | None = None,
+    requests: int | None = None,
+    warmup_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """Closed-loop load from h2load; returns q/s, calls and latency percentiles (ms).
+
+    Args:
+        port: The server's gRPC port on 127.0.0.1.
+        method: The gRPC path, e.g. "/tensorflow.serving.PredictionService/Predict".
+        message: The serialized request message (framed here).
+        clients: Concurrent connections, one call in flight on each.
+        seconds: Timed run (h2load -D) after `warmup_seconds`; or
+        requests: A fixed number of calls (h2load -n), for single-client latency.
+    """
+    exe = h2load_path()
+    if exe is None:
+        raise RuntimeError("h2load is not installed (apt-get install nghttp2-client)")
+    with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
+        body, log_file = Path(tmp) / "request.grpc", Path(tmp) / "requests.tsv"
+        body.write_bytes(grpc_frame(message))
+        command = [exe, "-c", str(clients), "-m", "1", "-d", str(body)]
+        command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+        command += [f"--log-file={log_file}"]
+        if seconds is not None:
+            command += ["-D", f"{seconds:g}", f"--warm-up-time={warmup_seconds:g}"]
+        else:
+            command += ["-n", str(requests or 1000)]
+        command.append(f"http://127.0.0.1:{port}{method}")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"h2load failed ({done.returncode}): {done.stderr or done.stdout}")
+        latencies = _latencies_ms(log_file)
+    elapsed = seconds if seconds is not None else _elapsed_seconds(done.stdout)
+    return {
+        "calls": int(latencies.size),
+        "qps": latencies.size / elapsed,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "mean_ms": float(latencies.mean()),
+        "n": int(latencies.size),
+    }
+
+
+def _elapsed_seconds(stdout: str) -> float:
+    """'finished in 1.27s, ...' from h2load's summary."""
+    for line in stdout.splitlines():
+        if line.startswith("finished in "):
+            value = line.split()[2].rstrip(",")
+            scale = 1e-3 if value.endswith("ms") else 1.0
+            return float(value.rstrip("ms")) * scale
+    raise RuntimeError(f"no 'finished in' line in h2load's output:\n{stdout}")
