@@ -74,7 +74,8 @@ def run(
         command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
         command += [f"--log-file={log_file}"]
         if seconds is not None:
-            command += ["-D", f"{seconds:g}", f"--warm-up-time={warmup_seconds:g}"]
+            command += ["-D", f"{round(seconds * 1000)}ms"]
+            command += [f"--warm-up-time={round(warmup_seconds * 1000)}ms"]
         else:
             command += ["-n", str(requests or 1000)]
         command.append(f"http://127.0.0.1:{port}{method}")

@@ -203,7 +203,7 @@ def plot(results: dict, path: Path) -> None:
         results["served"]["plain"],
         results["served"]["batching"],
     )
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
     names = ["raw ScaNN", "signature\ncall", "gRPC\nno-op", "gRPC", "gRPC\n+batching", "REST"]
     lats = [
         ip["raw_scann_single"],
@@ -213,6 +213,9 @@ def plot(results: dict, path: Path) -> None:
         batched["grpc_single"],
         plain["rest_single"],
     ]
+    if "c_single" in plain:  # the same calls from a native client (h2load)
+        names += ["no-op\nh2load", "gRPC\nh2load"]
+        lats += [plain["c_noop_single"], plain["c_single"]]
     x = np.arange(len(names))
     left.bar(x - 0.2, [v["p50_ms"] for v in lats], 0.4, label="p50")
     left.bar(x + 0.2, [v["p99_ms"] for v in lats], 0.4, label="p99")
@@ -222,7 +225,7 @@ def plot(results: dict, path: Path) -> None:
         linestyle=":",
         label="target: 1.5x signature p50",
     )
-    left.set_xticks(x, names)
+    left.set_xticks(x, names, fontsize=8)
     left.set_ylabel("ms per query, 1 client")
     left.set_title("latency (lower is better)")
     left.legend(fontsize=8)
@@ -243,17 +246,34 @@ def _throughput_panel(ax: object, ip: dict, plain: dict, batched: dict) -> None:
         ("gRPC\n+batching", batched["grpc_qps_16"], "C1"),
         ("REST\n+batching", batched["rest_qps_16"], "C2"),
         ("gRPC\nno-op", plain["grpc_noop_qps_16"], "gray"),
+    ]
+    if "c_16" in batched:
+        bars += [
+            ("+batching\nh2load", batched["c_16"]["qps"], "C1"),
+            ("no-op\nh2load", plain["c_noop_16"]["qps"], "gray"),
+        ]
+    bars += [
         ("signature\n16/call", ip["signature_batch16_qps"], "C3"),
         ("raw ScaNN\n16/call", raw["16"], "C4"),
-        ("raw ScaNN\n1024/call", raw["1024"], "C5"),
     ]
+    if ip.get("raw_scann_batched_serial_qps"):
+        bars.append(("raw 1024/call\n1 thread", ip["raw_scann_batched_serial_qps"], "C5"))
+    bars.append(("raw ScaNN\n1024/call", raw["1024"], "C5"))
     x = np.arange(len(bars))
     ax.bar(x, [b[1] for b in bars], color=[b[2] for b in bars])  # type: ignore[attr-defined]
     for i, (_, value, _) in enumerate(bars):
         ax.text(i, value, f"{value:,.0f}", ha="center", va="bottom", fontsize=8)  # type: ignore[attr-defined]
     ax.axhline(  # type: ignore[attr-defined]
-        THROUGHPUT_TARGET * raw["1024"], color="red", linestyle=":", label="target: 25% of raw 1024"
+        THROUGHPUT_TARGET * raw["1024"], color="red", linestyle=":", label="25% of raw 1024/call"
     )
+    if ip.get("raw_scann_batched_serial_qps"):
+        ax.axhline(  # type: ignore[attr-defined]
+            THROUGHPUT_TARGET * ip["raw_scann_batched_serial_qps"],
+            color="red",
+            linestyle="--",
+            alpha=0.5,
+            label="25% of raw 1024/call, 1 thread",
+        )
     ax.set_xticks(x, [b[0] for b in bars], fontsize=8)  # type: ignore[attr-defined]
     ax.set_ylabel("queries / s (served: 16 clients; in process: 1 caller)")  # type: ignore[attr-defined]
     ax.set_title("throughput (higher is better)")  # type: ignore[attr-defined]
