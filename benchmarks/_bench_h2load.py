@@ -45,7 +45,7 @@ def _latencies_ms(log_file: Path) -> np.ndarray:
 
 
 def run(
-    port: int,
+    port: int | str,
     method: str,
     message: bytes,
     clients: int,
@@ -57,7 +57,7 @@ def run(
     """Closed-loop load from h2load; returns q/s, calls and latency percentiles (ms).
 
     Args:
-        port: The server's gRPC port on 127.0.0.1.
+        port: The server's gRPC port on 127.0.0.1, or "host:port".
         method: The gRPC path, e.g. "/tensorflow.serving.PredictionService/Predict".
         message: The serialized request message (framed here).
         clients: Concurrent connections, one call in flight on each.
@@ -78,7 +78,8 @@ def run(
             command += [f"--warm-up-time={round(warmup_seconds * 1000)}ms"]
         else:
             command += ["-n", str(requests or 1000)]
-        command.append(f"http://127.0.0.1:{port}{method}")
+        address = port if isinstance(port, str) else f"127.0.0.1:{port}"
+        command.append(f"http://{address}{method}")
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"h2load failed ({done.returncode}): {done.stderr or done.stdout}")

@@ -35,6 +35,13 @@ def targets(results: dict) -> dict:
         out["throughput_fraction_native"] = batched["c_16"]["qps"] / parallel
         out["noop_latency_ratio_native"] = plain["c_noop_single"]["p50_ms"] / signature_p50
         out["noop_fraction_native"] = plain["c_noop_16"]["qps"] / parallel
+    ext = served.get("external")
+    if ext:  # another TF Serving API server (e.g. the TF Serving image), same version
+        best_single = min(ext["grpc_single"]["p50_ms"], ext.get("c_single", {}).get("p50_ms", 1e9))
+        out["latency_ratio_external"] = best_single / signature_p50
+        out["throughput_fraction_external"] = (
+            max(ext["grpc_qps_16"], ext.get("c_16", {}).get("qps", 0)) / parallel
+        )
     if serial:
         for key in [k for k in out if k.startswith(("throughput_fraction", "noop_fraction"))]:
             if not key.endswith("batch16"):
@@ -94,6 +101,29 @@ def _native_rows(plain: dict, batched: dict) -> list[str]:
     ]
 
 
+def _external_rows(ext: dict | None) -> list[str]:
+    """Rows for --external-target (Python stub; h2load when it ran)."""
+    if not ext:
+        return []
+    label = f"{ext.get('label', 'external server')} ({ext['target']})"
+    rows = [
+        _row(
+            f"{label}, 1 client",
+            ext["grpc_single"],
+            [f"{ext[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY],
+        )
+    ]
+    if "c_single" in ext:
+        rows.append(
+            _row(
+                f"{label}, native client",
+                ext["c_single"],
+                [f"{ext[f'c_{c}']['qps']:.0f}" for c in CONCURRENCY],
+            )
+        )
+    return rows
+
+
 def table(results: dict) -> str:
     """The markdown table and the target lines."""
     ip, plain, batched = (
@@ -119,6 +149,7 @@ def table(results: dict) -> str:
             _cpu(batched),
         ),
         *_native_rows(plain, batched),
+        *_external_rows(results["served"].get("external")),
         _row("served REST, 1 client", plain["rest_single"], blank),
         _row(
             "served REST (no batching / batching)",
@@ -188,6 +219,13 @@ def summary(results: dict) -> str:
         + (f", {_fractions(t, 'noop_fraction_native')} with h2load" if native else "")
         + ".",
     ]
+    if "latency_ratio_external" in t:
+        ext = results["served"]["external"]
+        lines.append(
+            f"{ext.get('label', 'external server')} ({ext['target']}), best client: p50 = "
+            f"{t['latency_ratio_external']:.2f}x the signature call; q/s @16 = "
+            f"{_fractions(t, 'throughput_fraction_external')} of raw batched ScaNN."
+        )
     return "\n".join(lines)
 
 

@@ -28,12 +28,12 @@ from _bench_load import HEALTH_CHECK, PREDICT, process_cpu_seconds, run_load
 CONCURRENCY = (1, 4, 16)
 
 
-def grpc_request(key: str) -> Any:
+def grpc_request(key: str, model: str = "retrieval") -> Any:
     """A PredictRequest for serving_default with one query key."""
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = "retrieval"
+    request.model_spec.name = model
     tensor = request.inputs["query"]
     tensor.dtype = 7  # DT_STRING
     tensor.tensor_shape.dim.add().size = 1
@@ -51,14 +51,14 @@ def grpc_noop_latency(target: str, n: int) -> dict:
         return time_calls(lambda: stub.Check(request, timeout=10), n)
 
 
-def grpc_latency(target: str, num_queries: int, n: int) -> dict:
+def grpc_latency(target: str, num_queries: int, n: int, model: str = "retrieval") -> dict:
     """One client's Predict latency with the official stub."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        requests = [grpc_request(str(i)) for i in range(num_queries)]
+        requests = [grpc_request(str(i), model) for i in range(num_queries)]
         it = iter(range(10**9))
         return time_calls(lambda: stub.Predict(requests[next(it) % num_queries], timeout=10), n)
 
@@ -223,4 +223,36 @@ def served(base: Path, num_queries: int, args: Any, batching: bool, workdir: Pat
             out.update(native_client(server, payloads[1], args))
         else:
             log("h2load not found (apt-get install nghttp2-client): skipping native-client rows")
+    return out
+
+
+def external(target: str, model: str, num_queries: int, args: Any) -> dict:
+    """Another server speaking TF Serving's API (e.g. the TF Serving + ScaNN image) serving
+    the same exported version as `model`: the same latency and throughput measurements,
+    without server CPU or batch sizes (its process and metrics are not ours to read)."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    log(f"measuring the external server {target} (model {model!r})")
+    with grpc.insecure_channel(target) as channel:  # one checked call: right model, k rows
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            grpc_request("1", model), timeout=30
+        )
+    if not reply.outputs["identifiers"].string_val:
+        raise RuntimeError(f"{target} answered Predict without identifiers: {reply}")
+    payloads = [grpc_request(str(i), model).SerializeToString() for i in range(num_queries)]
+    out: dict[str, Any] = {
+        "target": target,
+        "grpc_single": grpc_latency(target, num_queries, args.latency_samples, model),
+    }
+    for clients in CONCURRENCY:
+        load = run_load(target, PREDICT, payloads, clients, args.duration, args.client_processes)
+        out[f"grpc_{clients}"] = load.to_dict()
+        out[f"grpc_qps_{clients}"] = load.qps
+    if h2load_path():
+        out["c_single"] = h2load(target, PREDICT, payloads[1], 1, requests=args.latency_samples)
+        for clients in CONCURRENCY:
+            out[f"c_{clients}"] = h2load(
+                target, PREDICT, payloads[1], clients, seconds=args.duration
+            )
     return out

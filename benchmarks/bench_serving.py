@@ -21,6 +21,16 @@ served gRPC throughput with batching at 16 clients >= 25% of raw batched ScaNN (
     uv run --no-sync python benchmarks/bench_serving.py --model-dir /tmp/m1m   # minutes
     uv run --no-sync python benchmarks/bench_serving.py --num-candidates 100000 --duration 3
     uv run --no-sync python benchmarks/bench_serving.py --report out/bench_serving/bench_serving.json
+
+With --external-target HOST:PORT the same client-side measurements also run against
+another server that speaks TF Serving's API and serves the same version under the same
+model name, e.g. the TF Serving + ScaNN image (BUILD.md) on a Docker host:
+
+    uv run --no-sync python benchmarks/bench_serving.py --model-dir /srv/m1m   # exports it
+    docker run -d -p 8500:8500 -v /srv/m1m:/models/retrieval -e MODEL_NAME=retrieval \\
+        scann-serving/tf-serving-scann:2.20.0-scann1.4.2
+    uv run --no-sync python benchmarks/bench_serving.py --model-dir /srv/m1m \\
+        --external-target 127.0.0.1:8500 --external-label "TF Serving + ScaNN"
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_data import K, brute_force_top_k, catalogue, log, publish, tune
 from _bench_inprocess import in_process
 from _bench_report import plot, table, targets
-from _bench_served import served
+from _bench_served import external, served
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +79,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=["all", "plain", "batching"], default="all", help="served modes to run"
     )
+    parser.add_argument(
+        "--external-target",
+        help="HOST:PORT of another TF Serving API server serving the same version (measured too)",
+    )
+    parser.add_argument("--external-model", default="retrieval", help="its model name")
+    parser.add_argument("--external-label", default="external server", help="its name in the table")
     return parser.parse_args()
 
 
@@ -104,12 +120,24 @@ def main() -> None:
         log("measuring in-process paths")
         n = args.latency_samples
         ip = in_process(truth, searcher, config, items, queries, version_dir, n)
+        if existing and ip["exported_recall_at_10"] < args.target_recall - 0.05:
+            raise SystemExit(
+                f"--model-dir {base}: version {version_dir.name} reaches recall@10 "
+                f"{ip['exported_recall_at_10']:.3f} on this catalogue, so it was exported from "
+                "another one (other --num-candidates/--dim/--seed/--spread); delete it or pass "
+                "another --model-dir"
+            )
         del searcher, items  # free the catalogue before starting servers
         served_results = {
             mode: served(base, len(queries), args, mode == "batching", Path(tmp))
             for mode in ("plain", "batching")
             if args.only in ("all", mode)
         }
+        if args.external_target:
+            served_results["external"] = external(
+                args.external_target, args.external_model, len(queries), args
+            )
+            served_results["external"]["label"] = args.external_label
     if args.only != "all":
         print(json.dumps({"in_process": ip, "served": served_results}, indent=1))
         return
