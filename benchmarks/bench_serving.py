@@ -41,6 +41,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -88,6 +89,26 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def exported_search(version_dir: Path, tuned: Any) -> Any:
+    """`tuned` with the leaves searched and reordering of the reused version's manifest.
+
+    Tuning is re-run on every start and ScaNN's training is not bit-for-bit repeatable, so
+    a fresh sweep can stop at another num_leaves_to_search than the exported version did;
+    raw and served ScaNN must search the same way to be compared."""
+    index = json.loads((version_dir / "assets.extra" / "scann_manifest.json").read_text())["index"]
+    if index["num_leaves"] != tuned.num_leaves:
+        raise SystemExit(
+            f"{version_dir} has {index['num_leaves']} leaves, this catalogue's index "
+            f"{tuned.num_leaves}; delete the --model-dir or pass another one"
+        )
+    if index["num_leaves_to_search"] != tuned.num_leaves_to_search:
+        log(
+            f"reused {version_dir} searches {index['num_leaves_to_search']} leaves (this "
+            f"sweep stopped at {tuned.num_leaves_to_search}); raw ScaNN searches as it does"
+        )
+    return tuned.with_search(index["num_leaves_to_search"], index["num_reordering_candidates"])
+
+
 def write(results: dict, out: Path) -> None:
     """bench_serving.{json,png,md} under `out`; prints the table."""
     (out / "bench_serving.json").write_text(json.dumps(results, indent=2))
@@ -117,6 +138,8 @@ def main() -> None:
         base = args.model_dir or Path(tmp) / "retrieval"
         existing = sorted(p for p in base.glob("[0-9]*") if p.is_dir()) if base.exists() else []
         version_dir = existing[-1] if existing else publish(base, items, queries, config)
+        if existing:  # measure raw ScaNN with the search settings the served version uses
+            config = exported_search(version_dir, config)
         log("measuring in-process paths")
         n = args.latency_samples
         ip = in_process(truth, searcher, config, items, queries, version_dir, n)
