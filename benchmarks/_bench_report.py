@@ -295,7 +295,7 @@ def _throughput_panel(ax: object, ip: dict, plain: dict, batched: dict) -> None:
         ("raw ScaNN\n16/call", raw["16"], "C4"),
     ]
     if ip.get("raw_scann_batched_serial_qps"):
-        bars.append(("raw 1024/call\n1 thread", ip["raw_scann_batched_serial_qps"], "C5"))
+        bars.append(("raw 1024\n1 thread", ip["raw_scann_batched_serial_qps"], "C5"))
     bars.append(("raw ScaNN\n1024/call", raw["1024"], "C5"))
     x = np.arange(len(bars))
     ax.bar(x, [b[1] for b in bars], color=[b[2] for b in bars])  # type: ignore[attr-defined]
