@@ -30,6 +30,9 @@ __all__ = ["ServerProcess", "free_port", "predict_request", "scann_serve_command
 
 START_TIMEOUT_SECONDS = 90.0
 
+#: scann-serve's --grpc_server_mode values; tests on shared servers run under each.
+GRPC_SERVER_MODES = ("threads", "asyncio")
+
 
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read, release)."""

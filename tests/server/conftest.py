@@ -9,15 +9,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_helpers import ServerProcess
+from serve_helpers import GRPC_SERVER_MODES, ServerProcess
 
 MODEL = "retrieval"
 
 
-@pytest.fixture(scope="session")
-def server(tiny_server: ServerProcess) -> ServerProcess:
-    """The session's shared scann-serve (gRPC + REST) over the tiny model (tests/conftest.py)."""
-    return tiny_server
+@pytest.fixture(scope="session", params=GRPC_SERVER_MODES)
+def server(
+    request: pytest.FixtureRequest, tiny_server: ServerProcess, tiny_model_base: Path
+) -> Iterator[ServerProcess]:
+    """A shared scann-serve (gRPC + REST) over the tiny model, once per --grpc_server_mode.
+
+    "threads" is the session's shared server (tests/conftest.py); "asyncio" is started here,
+    so every test on this fixture checks both gRPC adapters against the same expectations.
+    """
+    if request.param == "threads":
+        yield tiny_server
+        return
+    with ServerProcess(
+        f"--grpc_server_mode={request.param}", model_name=MODEL, model_base_path=tiny_model_base
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from serve_helpers import ServerProcess
+from serve_helpers import GRPC_SERVER_MODES, ServerProcess
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 MODEL = "retrieval"
@@ -26,13 +26,16 @@ max_enqueued_batches { value: 4 }
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=GRPC_SERVER_MODES)
 def batching_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_base: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model_base: Path,
 ) -> Iterator[ServerProcess]:
     params = tmp_path_factory.mktemp("batching") / "batching.txt"
     params.write_text(BATCHING)
     flags = [
+        f"--grpc_server_mode={request.param}",
         "--enable_batching",
         f"--batching_parameters_file={params}",
         "--grpc_channel_arguments=grpc.max_receive_message_length=65536",

@@ -60,6 +60,12 @@ def test_missing_model_and_batching_file_without_batching(tmp_path: Path) -> Non
     assert result.returncode == 2 and "--enable_batching" in result.stderr
 
 
+def test_unknown_grpc_server_mode_is_named(tmp_path: Path) -> None:
+    result = run("--model_base_path", str(tmp_path), "--grpc_server_mode=fibers")
+    assert result.returncode == 2
+    assert "--grpc_server_mode" in result.stderr and "asyncio" in result.stderr
+
+
 def test_version_flag() -> None:
     result = run("--version")
     assert result.returncode == 0 and "scann" in result.stdout

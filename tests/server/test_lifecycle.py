@@ -10,8 +10,9 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pytest
 import tensorflow as tf
-from serve_helpers import ServerProcess
+from serve_helpers import GRPC_SERVER_MODES, ServerProcess
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 MODEL = "retrieval"
@@ -50,9 +51,13 @@ def test_not_serving_until_a_version_exists(tmp_path: Path, tiny_model_base: Pat
         assert server.stop() == 0
 
 
-def test_sigterm_drains_in_flight_and_refuses_new(tiny_model_base: Path) -> None:
+@pytest.mark.parametrize("mode", GRPC_SERVER_MODES)
+def test_sigterm_drains_in_flight_and_refuses_new(tiny_model_base: Path, mode: str) -> None:
     server = ServerProcess(
-        "--drain_grace_seconds=10", model_name=MODEL, model_base_path=tiny_model_base
+        "--drain_grace_seconds=10",
+        f"--grpc_server_mode={mode}",
+        model_name=MODEL,
+        model_base_path=tiny_model_base,
     )
     server.start()
     outcomes: list[tuple[float, Any]] = []

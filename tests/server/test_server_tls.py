@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from serve_helpers import ServerProcess
+from serve_helpers import GRPC_SERVER_MODES, ServerProcess
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 MODEL = "retrieval"
@@ -74,9 +74,12 @@ def pki() -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=GRPC_SERVER_MODES)
 def tls_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_base: Path, pki: dict[str, bytes]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model_base: Path,
+    pki: dict[str, bytes],
 ) -> Iterator[ServerProcess]:
     config = tmp_path_factory.mktemp("tls") / "ssl.config"
 
@@ -92,7 +95,11 @@ def tls_server(
         "client_verify: true\n"
     )
     server = ServerProcess(
-        f"--ssl_config_file={config}", model_name=MODEL, model_base_path=tiny_model_base, rest=False
+        f"--ssl_config_file={config}",
+        f"--grpc_server_mode={request.param}",
+        model_name=MODEL,
+        model_base_path=tiny_model_base,
+        rest=False,
     )
     server.start(credentials=_credentials(pki, "client"))
     yield server

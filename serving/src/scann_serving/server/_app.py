@@ -63,7 +63,12 @@ def serve(config: ServerConfig) -> int:
     manager = ModelManager(config, metrics, on_change=lambda: None)
     batcher = Batcher(config.batching, metrics) if config.batching else None
     core = ServingCore(manager, metrics, batcher)
-    server, health, port = build_server(config, core)
+    if config.grpc_server_mode == "asyncio":
+        from scann_serving.server._grpc_aio import build_asyncio_server
+
+        server, health, port = build_asyncio_server(config, core)
+    else:
+        server, health, port = build_server(config, core)
     server.start()
     log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", port)
     rest = None

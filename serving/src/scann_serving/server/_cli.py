@@ -2,7 +2,8 @@
 
 Flags are parsed in `main()` into one frozen `ServerConfig`; config files are read and
 checked before anything starts, and a bad flag or file exits 2 with a message naming it.
-Flags beyond TF Serving's: --drain_grace_seconds, --max_request_batch_size.
+Flags beyond TF Serving's: --drain_grace_seconds, --max_request_batch_size,
+--grpc_server_mode.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from scann_serving.server._config import (
+    GRPC_SERVER_MODES,
     ConfigError,
     ServerConfig,
     load_batching,
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         "drain_grace_seconds", float, 10.0, "scann-serve: seconds SIGTERM waits for in-flight calls"
     )
     flag("max_request_batch_size", int, 10_000, "scann-serve: most rows one request may carry")
+    p.add_argument(
+        "--grpc_server_mode",
+        choices=GRPC_SERVER_MODES,
+        default=GRPC_SERVER_MODES[0],
+        help="scann-serve: gRPC on a thread pool (default; lowest latency for one caller) or "
+        "on one asyncio event loop (more calls per second under concurrent load)",
+    )
     p.add_argument("--version", action="store_true", help="Display version")
     return p
 
@@ -150,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
         drain_grace_seconds=args.drain_grace_seconds,
         max_request_batch_size=args.max_request_batch_size,
+        grpc_server_mode=args.grpc_server_mode,
     )
 
 

@@ -45,6 +45,10 @@ class TlsConfig:
     client_verify: bool
 
 
+#: --grpc_server_mode values; the first is the default.
+GRPC_SERVER_MODES = ("threads", "asyncio")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything `scann-serve` was started with (immutable)."""
@@ -69,6 +73,7 @@ class ServerConfig:
     allow_version_labels_for_unavailable_models: bool = False
     drain_grace_seconds: float = 10.0
     max_request_batch_size: int = 10_000
+    grpc_server_mode: str = "threads"  # or "asyncio" (GRPC_SERVER_MODES)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -8,8 +8,13 @@ calls), `wait_idle()` (in-flight calls finished).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +80,14 @@ class MetadataResult:
     manifest: dict[str, Any] | None
 
 
+@dataclass
+class _Outcome:
+    """What `_tracked` records: the version that answered (if resolved) and the status."""
+
+    servable: ServableVersion | None = None
+    status: str = "OK"
+
+
 class ServingCore:
     """Predict / metadata / status / reload, with draining and deadlines."""
 
@@ -135,26 +148,53 @@ class ServingCore:
         rows = servable.validate(signature, call.inputs)
         return servable, signature, rows
 
-    def predict(self, call: PredictCall) -> PredictResult:
-        """Runs one predict call to completion on this thread (REST; via the batcher if on)."""
+    @contextlib.contextmanager
+    def _tracked(self, call: PredictCall) -> Iterator[_Outcome]:
+        """Admission (drain), the in-flight count and the request metric around one call."""
         started = time.perf_counter()
         self._enter()
-        servable: ServableVersion | None = None
-        status = "OK"
+        outcome = _Outcome()
         try:
-            servable, signature, rows = self._prepare(call)
-            if self.batcher is None:
-                outputs = servable.run(signature, call.inputs, list(call.output_filter) or None)
-            else:
-                args = (servable, signature, call.inputs, rows, list(call.output_filter) or None)
-                outputs = self.batcher.submit(*args, call.deadline).result()
-            return PredictResult(servable.name, servable.version, signature.name, outputs)
+            yield outcome
         except Exception as exc:
-            status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
+            outcome.status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
             raise
         finally:
             self._leave()
-            self._record(call, servable, status, started)
+            self._record(call, outcome.servable, outcome.status, started)
+
+    def predict(self, call: PredictCall) -> PredictResult:
+        """Runs one predict call to completion on this thread (REST; via the batcher if on)."""
+        with self._tracked(call) as outcome:
+            servable, signature, rows = self._prepare(call)
+            outcome.servable = servable
+            wanted = list(call.output_filter) or None
+            if self.batcher is None:
+                outputs = servable.run(signature, call.inputs, wanted)
+            else:
+                future = self.batcher.submit(
+                    servable, signature, call.inputs, rows, wanted, call.deadline
+                )
+                outputs = future.result()
+            return PredictResult(servable.name, servable.version, signature.name, outputs)
+
+    async def predict_async(self, call: PredictCall, executor: Executor) -> PredictResult:
+        """`predict` for an asyncio caller: the model runs on `executor` (or in the batcher),
+        so the event loop only parses, checks and answers."""
+        with self._tracked(call) as outcome:
+            servable, signature, rows = self._prepare(call)
+            outcome.servable = servable
+            wanted = list(call.output_filter) or None
+            if self.batcher is None:
+                loop = asyncio.get_running_loop()
+                run = functools.partial(servable.run, signature, call.inputs, wanted)
+                outputs = await loop.run_in_executor(executor, run)
+            else:
+                future = self.batcher.submit(
+                    servable, signature, call.inputs, rows, wanted, call.deadline
+                )
+                outputs = await asyncio.wrap_future(future)
+            return PredictResult(servable.name, servable.version, signature.name, outputs)
 
     def _record(
         self, call: PredictCall, servable: ServableVersion | None, status: str, started: float

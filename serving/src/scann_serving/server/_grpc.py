@@ -40,6 +40,11 @@ from tensorflow_serving.apis import (
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX)
 SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+REFLECTED_SERVICES = (
+    *SERVICE_NAMES,
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
 
 
 def _translate(method: Callable[..., T]) -> Callable[..., T]:
@@ -85,6 +90,59 @@ def predict_response(result: PredictResult) -> Any:
     return response
 
 
+def predict_call(request: Any, context: Any) -> PredictCall:
+    """A PredictCall from a PredictRequest (inputs converted, deadline from the context)."""
+    return PredictCall(
+        model=model_ref(request.model_spec),
+        signature=request.model_spec.signature_name,
+        inputs={key: proto_to_array(value, key) for key, value in request.inputs.items()},
+        output_filter=tuple(request.output_filter),
+        deadline=_deadline(context),
+    )
+
+
+def metadata_response(core: ServingCore, request: Any) -> Any:
+    """A GetModelMetadataResponse (signature_def and/or scann_manifest, as requested)."""
+    meta = core.metadata(model_ref(request.model_spec), list(request.metadata_field))
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = meta.model
+    response.model_spec.version.value = meta.version
+    if "signature_def" in request.metadata_field:
+        defs = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in meta.signature_defs.items():
+            defs.signature_def[key].CopyFrom(value)
+        response.metadata["signature_def"].Pack(defs)
+    if "scann_manifest" in request.metadata_field and meta.manifest is not None:
+        manifest = struct_pb2.Struct()
+        manifest.update(meta.manifest)
+        response.metadata["scann_manifest"].Pack(manifest)
+    return response
+
+
+def check_kind(core: ServingCore, spec: Any, method: str) -> None:
+    """Classify/Regress on one model_spec: always raises, with TF Serving's status."""
+    kind = "classification" if method == METHOD_CLASSIFY else "regression"
+    core.check_method(model_ref(spec), spec.signature_name, method, kind)
+
+
+def check_multi_inference(core: ServingCore, request: Any) -> None:
+    """MultiInference: TF Serving's answer for every task (scann-serve has no such signatures)."""
+    if not request.tasks:
+        raise InvalidArgument("MultiInferenceRequest has no tasks")
+    for task in request.tasks:
+        if task.method_name not in (METHOD_CLASSIFY, METHOD_REGRESS):
+            raise InvalidArgument(f"Unsupported signature method_name: {task.method_name}")
+        check_kind(core, task.model_spec, task.method_name)
+
+
+def reload_response(core: ServingCore, request: Any) -> Any:
+    """Applies HandleReloadConfigRequest's config; an OK ReloadConfigResponse."""
+    core.reload(request.config)
+    response = model_management_pb2.ReloadConfigResponse()
+    response.status.error_code = 0
+    return response
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService."""
 
@@ -93,55 +151,23 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_translate
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
-        call = PredictCall(
-            model=model_ref(request.model_spec),
-            signature=request.model_spec.signature_name,
-            inputs={key: proto_to_array(value, key) for key, value in request.inputs.items()},
-            output_filter=tuple(request.output_filter),
-            deadline=_deadline(context),
-        )
-        return predict_response(self._core.predict(call))
+        return predict_response(self._core.predict(predict_call(request, context)))
 
     @_translate
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
-        meta = self._core.metadata(model_ref(request.model_spec), list(request.metadata_field))
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = meta.model
-        response.model_spec.version.value = meta.version
-        if "signature_def" in request.metadata_field:
-            defs = get_model_metadata_pb2.SignatureDefMap()
-            for key, value in meta.signature_defs.items():
-                defs.signature_def[key].CopyFrom(value)
-            response.metadata["signature_def"].Pack(defs)
-        if "scann_manifest" in request.metadata_field and meta.manifest is not None:
-            manifest = struct_pb2.Struct()
-            manifest.update(meta.manifest)
-            response.metadata["scann_manifest"].Pack(manifest)
-        return response
+        return metadata_response(self._core, request)
 
     @_translate
     def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:
-        spec = request.model_spec
-        self._core.check_method(
-            model_ref(spec), spec.signature_name, METHOD_CLASSIFY, "classification"
-        )
+        check_kind(self._core, request.model_spec, METHOD_CLASSIFY)
 
     @_translate
     def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:
-        spec = request.model_spec
-        self._core.check_method(model_ref(spec), spec.signature_name, METHOD_REGRESS, "regression")
+        check_kind(self._core, request.model_spec, METHOD_REGRESS)
 
     @_translate
     def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
-        if not request.tasks:
-            raise InvalidArgument("MultiInferenceRequest has no tasks")
-        for task in request.tasks:
-            method = task.method_name
-            if method not in (METHOD_CLASSIFY, METHOD_REGRESS):
-                raise InvalidArgument(f"Unsupported signature method_name: {method}")
-            kind = "classification" if method == METHOD_CLASSIFY else "regression"
-            spec = task.model_spec
-            self._core.check_method(model_ref(spec), spec.signature_name, method, kind)
+        check_multi_inference(self._core, request)
 
 
 def status_response(records: list[Any]) -> Any:
@@ -169,10 +195,31 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @_translate
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._core.reload(request.config)
-        response = model_management_pb2.ReloadConfigResponse()
-        response.status.error_code = 0
-        return response
+        return reload_response(self._core, request)
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
+    """Channel arguments: TF Serving's message limits, then --grpc_channel_arguments."""
+    defaults = {
+        "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+        "grpc.so_reuseport": 0,
+    }
+    # --grpc_channel_arguments override the defaults (gRPC would keep the first duplicate).
+    return list({**defaults, **dict(config.grpc_options)}.items())
+
+
+def bind(server: Any, config: ServerConfig) -> int:
+    """Adds the --port listener (TLS from --ssl_config_file) to a sync or aio server."""
+    address = f"0.0.0.0:{config.port}"
+    if config.tls is None:
+        return int(server.add_insecure_port(address))
+    credentials = grpc.ssl_server_credentials(
+        [(config.tls.server_key, config.tls.server_cert)],
+        root_certificates=config.tls.custom_ca,
+        require_client_auth=config.tls.client_verify,
+    )
+    return int(server.add_secure_port(address, credentials))
 
 
 def build_server(config: ServerConfig, core: ServingCore) -> tuple[Any, Any, int]:
@@ -180,32 +227,13 @@ def build_server(config: ServerConfig, core: ServingCore) -> tuple[Any, Any, int
     from grpc_health.v1 import health, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
-    defaults = {
-        "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-        "grpc.so_reuseport": 0,
-    }
-    # --grpc_channel_arguments override the defaults (gRPC would keep the first duplicate).
-    options = list({**defaults, **dict(config.grpc_options)}.items())
     executor = ThreadPoolExecutor(config.grpc_max_threads, thread_name_prefix="grpc")
-    server = grpc.server(executor, options=options)
+    server = grpc.server(executor, options=server_options(config))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
-    )
-    address = f"0.0.0.0:{config.port}"
-    if config.tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls.server_key, config.tls.server_cert)],
-            root_certificates=config.tls.custom_ca,
-            require_client_auth=config.tls.client_verify,
-        )
-        port = server.add_secure_port(address, credentials)
-    return server, health_servicer, port
+    reflection.enable_server_reflection(REFLECTED_SERVICES, server)
+    return server, health_servicer, bind(server, config)
