@@ -179,14 +179,24 @@ def _throughput(server: Any, payloads: list[bytes], clients: int, args: Any) -> 
     return out
 
 
-def served(base: Path, num_queries: int, args: Any, batching: bool, workdir: Path) -> dict:
-    """Every served measurement against one scann-serve subprocess."""
+#: Served configurations: name -> (--enable_batching, --grpc_server_mode).
+MODES = {
+    "plain": (False, "threads"),
+    "batching": (True, "threads"),
+    "batching_asyncio": (True, "asyncio"),
+}
+
+
+def served(base: Path, num_queries: int, args: Any, mode: str, workdir: Path) -> dict:
+    """Every served measurement against one scann-serve subprocess in configuration `mode`."""
     from serve_helpers import ServerProcess
 
-    flags = ["--file_system_poll_wait_seconds=0", *args.server_flag]
+    batching, server_mode = MODES[mode]
+    flags = ["--file_system_poll_wait_seconds=0", f"--grpc_server_mode={server_mode}"]
+    flags += args.server_flag
     if batching:
         flags += batching_flags(workdir, args.batch_timeout_micros, args.num_batch_threads)
-    log(f"starting scann-serve ({'with' if batching else 'without'} batching) {flags}")
+    log(f"starting scann-serve ({mode}) {flags}")
     payloads = [grpc_request(str(i)).SerializeToString() for i in range(num_queries)]
     n = args.latency_samples
     with ServerProcess(*flags, model_name="retrieval", model_base_path=base) as server:

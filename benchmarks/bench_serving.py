@@ -2,7 +2,8 @@
 
 One run builds a clustered catalogue (default 1M candidates x 32 dims), tunes a ScaNN
 tree + AH index to recall@10 >= 0.95 against brute force, publishes it as a real
-SavedModel version, serves it with `scann-serve` (without and with --enable_batching) and
+SavedModel version, serves it with `scann-serve` (without and with --enable_batching, and
+batching on --grpc_server_mode=asyncio) and
 measures, on the same machine and in the same run:
 
   * raw in-process ScaNN (pybind): single-query latency; batched throughput at 16, 64
@@ -51,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_data import K, brute_force_top_k, catalogue, log, publish, tune
 from _bench_inprocess import in_process
 from _bench_report import plot, table, targets
-from _bench_served import external, served
+from _bench_served import MODES, external, served
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,7 +79,7 @@ def parse_args() -> argparse.Namespace:
         "--model-dir", type=Path, help="keep the exported model here and reuse it on the next run"
     )
     parser.add_argument(
-        "--only", choices=["all", "plain", "batching"], default="all", help="served modes to run"
+        "--only", choices=["all", *MODES], default="all", help="served configuration to run"
     )
     parser.add_argument(
         "--external-target",
@@ -152,8 +153,8 @@ def main() -> None:
             )
         del searcher, items  # free the catalogue before starting servers
         served_results = {
-            mode: served(base, len(queries), args, mode == "batching", Path(tmp))
-            for mode in ("plain", "batching")
+            mode: served(base, len(queries), args, mode, Path(tmp))
+            for mode in MODES
             if args.only in ("all", mode)
         }
         if args.external_target:
