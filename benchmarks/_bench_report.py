@@ -272,7 +272,7 @@ def plot(results: dict, path: Path) -> None:
         results["served"]["plain"],
         results["served"]["batching"],
     )
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(17, 5.5))
     names = ["raw ScaNN", "signature\ncall", "gRPC\nno-op", "gRPC", "gRPC\n+batching", "REST"]
     lats = [
         ip["raw_scann_single"],
@@ -347,7 +347,7 @@ def _throughput_panel(
             alpha=0.5,
             label="25% of raw 1024/call, 1 thread",
         )
-    ax.set_xticks(x, [b[0] for b in bars], fontsize=8)  # type: ignore[attr-defined]
+    ax.set_xticks(x, [b[0] for b in bars], fontsize=7)  # type: ignore[attr-defined]
     ax.set_ylabel("queries / s (served: 16 clients; in process: 1 caller)")  # type: ignore[attr-defined]
     ax.set_title("throughput (higher is better)")  # type: ignore[attr-defined]
     ax.legend(fontsize=8)  # type: ignore[attr-defined]
