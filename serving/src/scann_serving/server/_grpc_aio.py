@@ -5,9 +5,9 @@ load those threads, the batcher and TensorFlow's pool trade the GIL so often tha
 half of the server's CPU goes to context switches (perf, 16 clients). Here one event-loop
 thread parses, checks and answers every call; the model runs in the batcher's worker (or,
 without batching, on a --grpc_max_threads pool), so the loop never waits on TensorFlow.
-Measured with a native client at 16 concurrent calls this serves ~50-80 % more calls per
-second; a lone Python caller's latency is a little higher, so the thread-pool server stays
-the default. The request/response conversion is `_grpc`'s, shared by both.
+Measured with a native client at 16 concurrent calls this serves 30-70 % more calls per
+second (README, benchmark); a lone Python caller waits up to ~0.1 ms longer, so the
+thread-pool server stays the default. The request/response conversion is `_grpc`'s, shared by both.
 """
 
 from __future__ import annotations
