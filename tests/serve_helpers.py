@@ -98,6 +98,11 @@ class ServerProcess:
             args.append(f"--model_name={model_name}")
         if model_base_path is not None:
             args.append(f"--model_base_path={model_base_path}")
+        # SCANN_TEST_GRPC_SERVER_MODE=asyncio runs every server a test starts in that mode
+        # (e.g. `SCANN_TEST_GRPC_SERVER_MODE=asyncio make soak`) unless the test chose one.
+        mode = os.environ.get("SCANN_TEST_GRPC_SERVER_MODE")
+        if mode and not any(f.startswith("--grpc_server_mode") for f in flags):
+            args.append(f"--grpc_server_mode={mode}")
         self.args = [*args, *flags]
         self.env = {
             **os.environ,
