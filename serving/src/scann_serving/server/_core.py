@@ -156,6 +156,9 @@ class ServingCore:
         outcome = _Outcome()
         try:
             yield outcome
+        except asyncio.CancelledError:  # the caller went away (asyncio mode)
+            outcome.status = "CANCELLED"
+            raise
         except Exception as exc:
             outcome.status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
             raise

@@ -1,10 +1,11 @@
 """The gRPC adapter: TF Serving's PredictionService and ModelService over the core.
 
-Each servicer method is a few lines: wire proto → domain call → core → wire proto.
-Errors are translated at one seam (`_translate`) through `_errors.status_for`. The server
-is grpc's synchronous thread-pool server (--grpc_max_threads): measured on this workload it
-answers a call in less time and with more calls per second than `grpc.aio` (no event-loop
-hop; the model call runs on the handler thread, or the handler waits on the batcher).
+Each servicer method is a few lines: wire proto → domain call → core → wire proto; the
+conversions are module functions that `_grpc_aio` (--grpc_server_mode=asyncio) shares.
+Errors are translated at one seam (`_translate`) through `_errors.status_for`. This is the
+default mode, grpc's synchronous thread-pool server (--grpc_max_threads): the model call
+runs on the handler thread (or the handler waits on the batcher), which gives one caller
+the lowest latency; under many concurrent calls the asyncio adapter answers more per second.
 """
 
 from __future__ import annotations
