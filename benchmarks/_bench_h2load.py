@@ -8,8 +8,8 @@ each, and spends a few microseconds per call. That measures the server, as a C++
 caller on another machine would see it.
 
 h2load counts HTTP 200 as success, but gRPC reports errors in the `grpc-status` trailer
-of a 200 response, so `run` takes a `check` callable that verifies the server's own
-count of OK calls (Prometheus) against h2load's. h2load comes from Debian's
+of a 200 response, so callers check the server's own request counter around a run
+(`_bench_served.native_client`). h2load comes from Debian's
 `nghttp2-client` package (`apt-get install nghttp2-client`); without it the benchmark
 skips these rows and says so.
 """

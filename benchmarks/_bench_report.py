@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from _bench_served import MODES
 
 CONCURRENCY = (1, 4, 16)
 LATENCY_TARGET, THROUGHPUT_TARGET = 1.5, 0.25
-BATCHING_MODES = ("batching", "batching_asyncio")  # served configurations with batching
+#: Served configurations with batching (the throughput target counts the best of them).
+BATCHING_MODES = tuple(name for name, (batching, _) in MODES.items() if batching)
 
 
 def targets(results: dict) -> dict:
@@ -74,84 +76,47 @@ def _cpu(data: dict) -> str:
     return f"{load['server_cpu_us_per_call']:.0f} / {load['client_cpu_us_per_call']:.0f}"
 
 
-def _native_rows(plain: dict, batched: dict) -> list[str]:
-    """h2load (native client) rows, when the run had h2load."""
-    if "c_single" not in plain:
+def _python_row(label: str, data: dict) -> str:
+    """A configuration's row for the Python clients (stub latency, load-process q/s)."""
+    return _row(
+        label,
+        data["grpc_single"],
+        [f"{data[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY],
+        _cpu(data),
+    )
+
+
+def _native_row(label: str, data: dict) -> list[str]:
+    """The same configuration from h2load, when the run had it (server CPU when ours)."""
+    if "c_single" not in data:
         return []
-
-    def cpu(load: dict) -> str:
-        used = load.get("server_cpu_us_per_call")
-        return "" if used is None else f"{used:.0f} / native"
-
-    qps = [lambda d, c=c: f"{d[f'c_{c}']['qps']:.0f}" for c in CONCURRENCY]
+    used = data["c_16"].get("server_cpu_us_per_call")
     return [
         _row(
-            "served gRPC, native client (h2load)",
-            plain["c_single"],
-            [f(plain) for f in qps],
-            cpu(plain["c_16"]),
-        ),
-        _row(
-            "served gRPC + batching, native client",
-            batched["c_single"],
-            [f(batched) for f in qps],
-            cpu(batched["c_16"]),
-        ),
+            label,
+            data["c_single"],
+            [f"{data[f'c_{c}']['qps']:.0f}" for c in CONCURRENCY],
+            "" if used is None else f"{used:.0f} / native",
+        )
+    ]
+
+
+def _noop_native_row(plain: dict) -> list[str]:
+    if "c_noop_single" not in plain:
+        return []
+    noop, used = plain["c_noop_16"], plain["c_noop_16"].get("server_cpu_us_per_call")
+    return [
         _row(
             "gRPC no-op floor, native client",
             plain["c_noop_single"],
-            ["", "", f"{plain['c_noop_16']['qps']:.0f}"],
-            cpu(plain["c_noop_16"]),
-        ),
-    ]
-
-
-def _asyncio_rows(data: dict | None) -> list[str]:
-    """Rows for batching on --grpc_server_mode=asyncio (Python and native clients)."""
-    if not data:
-        return []
-    rows = [
-        _row(
-            "served gRPC + batching, asyncio server",
-            data["grpc_single"],
-            [f"{data[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY],
-            _cpu(data),
+            ["", "", f"{noop['qps']:.0f}"],
+            "" if used is None else f"{used:.0f} / native",
         )
     ]
-    if "c_single" in data:
-        used = data["c_16"].get("server_cpu_us_per_call")
-        rows.append(
-            _row(
-                "served gRPC + batching, asyncio, native client",
-                data["c_single"],
-                [f"{data[f'c_{c}']['qps']:.0f}" for c in CONCURRENCY],
-                "" if used is None else f"{used:.0f} / native",
-            )
-        )
-    return rows
 
 
-def _external_rows(ext: dict | None) -> list[str]:
-    """Rows for --external-target (Python stub; h2load when it ran)."""
-    if not ext:
-        return []
-    label = f"{ext.get('label', 'external server')} ({ext['target']})"
-    rows = [
-        _row(
-            f"{label}, 1 client",
-            ext["grpc_single"],
-            [f"{ext[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY],
-        )
-    ]
-    if "c_single" in ext:
-        rows.append(
-            _row(
-                f"{label}, native client",
-                ext["c_single"],
-                [f"{ext[f'c_{c}']['qps']:.0f}" for c in CONCURRENCY],
-            )
-        )
-    return rows
+def _both_rows(label: str, native_label: str, data: dict | None) -> list[str]:
+    return [_python_row(label, data), *_native_row(native_label, data)] if data else []
 
 
 def table(results: dict) -> str:
@@ -162,7 +127,8 @@ def table(results: dict) -> str:
         results["served"]["batching"],
     )
     raw = ip["raw_scann_batched_qps_by_size"]
-    grpc = [lambda d, c=c: f"{d[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY]
+    ext = results["served"].get("external")
+    external = f"{ext.get('label', 'external server')} ({ext['target']})" if ext else ""
     blank = ["", "", ""]
     noop = plain["grpc_noop_16"]
     lines = [
@@ -171,16 +137,17 @@ def table(results: dict) -> str:
         _row("raw ScaNN (pybind), 1 query", ip["raw_scann_single"], blank),
         _row("SavedModel signature call, 1 query", ip["signature_call"], blank),
         _row("brute force (numpy), 1 query", ip["brute_force_single"], blank),
-        _row("served gRPC, 1 client", plain["grpc_single"], [f(plain) for f in grpc], _cpu(plain)),
-        _row(
-            "served gRPC + batching",
-            batched["grpc_single"],
-            [f(batched) for f in grpc],
-            _cpu(batched),
+        _python_row("served gRPC, 1 client", plain),
+        _python_row("served gRPC + batching", batched),
+        *_native_row("served gRPC, native client (h2load)", plain),
+        *_native_row("served gRPC + batching, native client", batched),
+        *_noop_native_row(plain),
+        *_both_rows(
+            "served gRPC + batching, asyncio server",
+            "served gRPC + batching, asyncio, native client",
+            results["served"].get("batching_asyncio"),
         ),
-        *_native_rows(plain, batched),
-        *_asyncio_rows(results["served"].get("batching_asyncio")),
-        *_external_rows(results["served"].get("external")),
+        *_both_rows(f"{external}, 1 client", f"{external}, native client", ext),
         _row("served REST, 1 client", plain["rest_single"], blank),
         _row(
             "served REST (no batching / batching)",

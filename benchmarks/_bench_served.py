@@ -106,21 +106,30 @@ def rest_throughput(port: int, num_queries: int, clients: int, seconds: float) -
     return sum(counts) / seconds
 
 
+def _metrics_page(rest_url: str) -> str:
+    return urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
+
+
 def batch_stats(rest_url: str) -> tuple[float, float]:
     """(sum, count) of the server's scann_serving_batch_size histogram."""
-    text = urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
+    text = _metrics_page(rest_url)
     total = re.search(r"^scann_serving_batch_size_sum\S* (\S+)$", text, re.M)
     count = re.search(r"^scann_serving_batch_size_count\S* (\S+)$", text, re.M)
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
 
 
+def request_counts(rest_url: str) -> dict[str, float]:
+    """Calls the server has answered, by status ("OK", "NOT_FOUND", ...), from its counter."""
+    counts: dict[str, float] = {}
+    pattern = r'^scann_serving_requests_total\{[^}]*status="(\w+)"[^}]*\} (\S+)$'
+    for status, value in re.findall(pattern, _metrics_page(rest_url), re.M):
+        counts[status] = counts.get(status, 0.0) + float(value)
+    return counts
+
+
 def failed_calls(rest_url: str) -> float:
-    """Calls the server answered with a status other than OK (its request counter)."""
-    text = urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
-    found = re.findall(
-        r'^scann_serving_requests_total\{[^}]*status="(\w+)"[^}]*\} (\S+)$', text, re.M
-    )
-    return sum(float(value) for status, value in found if status != "OK")
+    """Calls the server answered with a status other than OK."""
+    return sum(n for status, n in request_counts(rest_url).items() if status != "OK")
 
 
 def native_client(server: Any, payload: bytes, args: Any) -> dict[str, Any]:

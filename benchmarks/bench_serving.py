@@ -96,7 +96,12 @@ def exported_search(version_dir: Path, tuned: Any) -> Any:
     Tuning is re-run on every start and ScaNN's training is not bit-for-bit repeatable, so
     a fresh sweep can stop at another num_leaves_to_search than the exported version did;
     raw and served ScaNN must search the same way to be compared."""
-    index = json.loads((version_dir / "assets.extra" / "scann_manifest.json").read_text())["index"]
+    from scann_serving.server._preflight import read_manifest
+
+    manifest = read_manifest(version_dir)
+    if manifest is None:
+        raise SystemExit(f"{version_dir} has no scann_manifest.json; delete the --model-dir")
+    index = manifest["index"]
     if index["num_leaves"] != tuned.num_leaves:
         raise SystemExit(
             f"{version_dir} has {index['num_leaves']} leaves, this catalogue's index "

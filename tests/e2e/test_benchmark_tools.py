@@ -36,12 +36,7 @@ def test_grpc_frame_is_flag_length_message() -> None:
 
 
 def _requests_ok(rest_url: str) -> float:
-    import re
-    import urllib.request
-
-    text = urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
-    found = re.findall(r'^scann_serving_requests_total\{[^}]*status="OK"[^}]*\} (\S+)$', text, re.M)
-    return sum(float(value) for value in found)
+    return _bench_served.request_counts(rest_url).get("OK", 0.0)
 
 
 @needs_h2load

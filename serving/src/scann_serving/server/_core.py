@@ -14,7 +14,7 @@ import functools
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,12 +80,19 @@ class MetadataResult:
     manifest: dict[str, Any] | None
 
 
-@dataclass
-class _Outcome:
-    """What `_tracked` records: the version that answered (if resolved) and the status."""
+@dataclass(frozen=True)
+class _Prepared:
+    """A checked predict call: the version and signature to run, its rows and outputs."""
 
-    servable: ServableVersion | None = None
-    status: str = "OK"
+    servable: ServableVersion
+    signature: Signature
+    rows: int
+    wanted: list[str] | None
+
+    def result(self, outputs: dict[str, np.ndarray]) -> PredictResult:
+        return PredictResult(
+            self.servable.name, self.servable.version, self.signature.name, outputs
+        )
 
 
 class ServingCore:
@@ -149,55 +156,51 @@ class ServingCore:
         return servable, signature, rows
 
     @contextlib.contextmanager
-    def _tracked(self, call: PredictCall) -> Iterator[_Outcome]:
-        """Admission (drain), the in-flight count and the request metric around one call."""
+    def _predicting(self, call: PredictCall) -> Iterator[_Prepared]:
+        """Admission (drain), checks, the in-flight count and the request metric around one
+        predict call; yields what running it needs."""
         started = time.perf_counter()
         self._enter()
-        outcome = _Outcome()
+        servable: ServableVersion | None = None
+        status = "OK"
         try:
-            yield outcome
+            servable, signature, rows = self._prepare(call)
+            yield _Prepared(servable, signature, rows, list(call.output_filter) or None)
         except asyncio.CancelledError:  # the caller went away (asyncio mode)
-            outcome.status = "CANCELLED"
+            status = "CANCELLED"
             raise
         except Exception as exc:
-            outcome.status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
+            status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
             raise
         finally:
             self._leave()
-            self._record(call, outcome.servable, outcome.status, started)
+            self._record(call, servable, status, started)
+
+    def _submit(self, call: PredictCall, run: _Prepared) -> Future[dict[str, np.ndarray]]:
+        assert self.batcher is not None
+        return self.batcher.submit(
+            run.servable, run.signature, call.inputs, run.rows, run.wanted, call.deadline
+        )
 
     def predict(self, call: PredictCall) -> PredictResult:
         """Runs one predict call to completion on this thread (REST; via the batcher if on)."""
-        with self._tracked(call) as outcome:
-            servable, signature, rows = self._prepare(call)
-            outcome.servable = servable
-            wanted = list(call.output_filter) or None
+        with self._predicting(call) as run:
             if self.batcher is None:
-                outputs = servable.run(signature, call.inputs, wanted)
+                outputs = run.servable.run(run.signature, call.inputs, run.wanted)
             else:
-                future = self.batcher.submit(
-                    servable, signature, call.inputs, rows, wanted, call.deadline
-                )
-                outputs = future.result()
-            return PredictResult(servable.name, servable.version, signature.name, outputs)
+                outputs = self._submit(call, run).result()
+            return run.result(outputs)
 
     async def predict_async(self, call: PredictCall, executor: Executor) -> PredictResult:
         """`predict` for an asyncio caller: the model runs on `executor` (or in the batcher),
         so the event loop only parses, checks and answers."""
-        with self._tracked(call) as outcome:
-            servable, signature, rows = self._prepare(call)
-            outcome.servable = servable
-            wanted = list(call.output_filter) or None
+        with self._predicting(call) as run:
             if self.batcher is None:
-                loop = asyncio.get_running_loop()
-                run = functools.partial(servable.run, signature, call.inputs, wanted)
-                outputs = await loop.run_in_executor(executor, run)
+                job = functools.partial(run.servable.run, run.signature, call.inputs, run.wanted)
+                outputs = await asyncio.get_running_loop().run_in_executor(executor, job)
             else:
-                future = self.batcher.submit(
-                    servable, signature, call.inputs, rows, wanted, call.deadline
-                )
-                outputs = await asyncio.wrap_future(future)
-            return PredictResult(servable.name, servable.version, signature.name, outputs)
+                outputs = await asyncio.wrap_future(self._submit(call, run))
+            return run.result(outputs)
 
     def _record(
         self, call: PredictCall, servable: ServableVersion | None, status: str, started: float

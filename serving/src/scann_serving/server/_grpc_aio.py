@@ -39,7 +39,7 @@ from scann_serving.server._grpc import (
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 T = TypeVar("T")
-START_TIMEOUT_SECONDS = 30.0
+LOOP_CALL_TIMEOUT_SECONDS = 30.0  # building, starting, health changes: calls onto the loop
 
 
 def _translate(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -103,20 +103,22 @@ class AsyncModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return await loop.run_in_executor(self._executor, reload_response, self._core, request)
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs `coroutine` on the server's loop from another thread and waits for its result."""
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(LOOP_CALL_TIMEOUT_SECONDS)
+
+
 class _Health:
     """The asyncio health servicer, driven from other threads as the sync one is."""
 
     def __init__(self, servicer: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._servicer, self._loop = servicer, loop
 
-    def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(START_TIMEOUT_SECONDS)
-
     def set(self, service: str, status: Any) -> None:
-        self._run(self._servicer.set(service, status))
+        _on_loop(self._loop, self._servicer.set(service, status))
 
     def enter_graceful_shutdown(self) -> None:
-        self._run(self._servicer.enter_graceful_shutdown())
+        _on_loop(self._loop, self._servicer.enter_graceful_shutdown())
 
 
 class AsyncioServer:
@@ -131,11 +133,8 @@ class AsyncioServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
         self._executor = ThreadPoolExecutor(config.grpc_max_threads, thread_name_prefix="grpc")
-        self._server, health_servicer, self.port = self._call(self._build(config, core))
+        self._server, health_servicer, self.port = _on_loop(self._loop, self._build(config, core))
         self.health = _Health(health_servicer, self._loop)
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(START_TIMEOUT_SECONDS)
 
     async def _build(self, config: ServerConfig, core: ServingCore) -> tuple[Any, Any, int]:
         from grpc_health.v1 import _async as health_aio
@@ -156,7 +155,7 @@ class AsyncioServer:
 
     def start(self) -> None:
         """Starts serving on the bound port."""
-        self._call(self._server.start())
+        _on_loop(self._loop, self._server.start())
 
 
 def build_asyncio_server(config: ServerConfig, core: ServingCore) -> tuple[Any, Any, int]:
