@@ -7,9 +7,11 @@ here are session-scoped and built once.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _suite_guard import RunCap, exit_without_waiting, leak_check
 
 # Before anything imports TensorFlow: quiet logs, and the Keras 2 API TFRS needs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,6 +19,32 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL_NAME = "retrieval"
+_RUN_CAP = RunCap.from_env()
+_EXIT_STATUS = {"value": 0}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Arms the whole-run cap (tests/_suite_guard.py)."""
+    if not hasattr(config, "workerinput"):
+        _RUN_CAP.start()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remembers the exit status for `pytest_unconfigure`."""
+    _EXIT_STATUS["value"] = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the summary: never wait for a thread or child a failed test left behind."""
+    _RUN_CAP.cancel()
+    exit_without_waiting(_EXIT_STATUS["value"])
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    """Fails the test that leaves a thread or a child process running."""
+    with leak_check():
+        yield
 
 
 @pytest.fixture(scope="session")

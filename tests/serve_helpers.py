@@ -23,10 +23,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerProcess", "free_port", "predict_request", "scann_serve_command"]
+import numpy as np
+
+__all__ = [
+    "GRPC_SERVER_MODES",
+    "ServerProcess",
+    "free_port",
+    "predict_request",
+    "scann_serve_command",
+    "string_tensor",
+]
+
+DEFAULT = "serving_default"
 
 START_TIMEOUT_SECONDS = 90.0
 
@@ -41,16 +53,57 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def predict_request(model: str, signature: str = "serving_default", **inputs: Any) -> Any:
-    """An official `tensorflow.serving.PredictRequest` with numpy/python `inputs` as tensors."""
+def string_tensor(values: Iterable[bytes | str]) -> Any:
+    """A DT_STRING TensorProto `[batch]` of raw query keys (str is sent as UTF-8)."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    items = [v.encode() if isinstance(v, str) else v for v in values]
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(items))]
+        ),
+        string_val=items,
+    )
+
+
+def predict_request(
+    model: str,
+    queries: Iterable[bytes | str] | None = None,
+    *,
+    signature: str | None = None,
+    k: int | None = None,
+    version: int | None = None,
+    **inputs: Any,
+) -> Any:
+    """The tests' one official `tensorflow.serving.PredictRequest` builder.
+
+    Args:
+        model: model_spec.name.
+        queries: Raw query keys, sent as the string input `query` `[batch]`.
+        signature: model_spec.signature_name; default `retrieve` when `k` is given, else
+            `serving_default`.
+        k: The int32 scalar input `k`.
+        version: model_spec.version (none: the latest).
+        **inputs: Any other inputs: TensorProtos as they are, numpy/python values through
+            `tf.make_tensor_proto`.
+    """
     import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.model_spec.signature_name = signature
+    request.model_spec.signature_name = signature or ("retrieve" if k is not None else DEFAULT)
+    if version is not None:
+        request.model_spec.version.value = version
+    if queries is not None:
+        request.inputs["query"].CopyFrom(string_tensor(queries))
+    if k is not None:
+        request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(k)))
     for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        tensor = value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
+        request.inputs[key].CopyFrom(tensor)
     return request
 
 
@@ -127,7 +180,11 @@ class ServerProcess:
                 env=self.env,
             )
         if wait:
-            self.wait_serving(timeout=timeout, credentials=credentials)
+            try:
+                self.wait_serving(timeout=timeout, credentials=credentials)
+            except BaseException:
+                self.kill()  # a server that never became ready must not outlive the test
+                raise
         return self
 
     def wait_serving(

@@ -57,15 +57,6 @@ async def aclient(fake: FakeState, target: str) -> AsyncIterator[AsyncRetrievalC
         yield c
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound to 0, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def scann_serve(tiny_server):
     """The session's shared real scann-serve over the tiny ScaNN model (tests/conftest.py)."""

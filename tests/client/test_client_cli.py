@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _client_fake import DEFAULT_K, DIM, MAX_K, MODEL, FakeState, query_embedding, top_k
-from conftest import free_port
 from scann_serving.client._cli import main
+from serve_helpers import free_port
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

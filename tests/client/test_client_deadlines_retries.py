@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import grpc
 import pytest
 from _client_fake import MODEL, FakeState
-from conftest import free_port
 from scann_serving.client import (
     DeadlineExceeded,
     NotFound,
@@ -17,16 +15,16 @@ from scann_serving.client import (
     Unavailable,
 )
 from scann_serving.client._config import service_config
+from serve_helpers import free_port
 
 
 def test_client_timeout_is_the_default_deadline(fake: FakeState, target: str) -> None:
     with RetrievalClient(target, model=MODEL, timeout=0.3) as c:
         c.metadata()
         fake.delay = 3.0
-        start = time.monotonic()
+        # The fake answers after 3 s, so DeadlineExceeded can only come from the 0.3 s default.
         with pytest.raises(DeadlineExceeded):
             c.retrieve("1")
-        assert time.monotonic() - start < 2.5  # the 0.3 s deadline, not the 3 s call
 
 
 def test_per_call_timeout_overrides_the_client(client: RetrievalClient, fake: FakeState) -> None:
@@ -77,13 +75,11 @@ def test_not_found_is_not_retried(client: RetrievalClient, fake: FakeState) -> N
 
 def test_server_down_is_unavailable_after_backoff() -> None:
     policy = RetryPolicy(max_attempts=4, initial_backoff=0.2, max_backoff=0.2, backoff_multiplier=1)
-    with RetrievalClient(f"127.0.0.1:{free_port()}", model=MODEL, retry=policy, timeout=10) as c:
-        start = time.monotonic()
-        with pytest.raises(Unavailable):
-            c.status()
-        elapsed = time.monotonic() - start
-    # Fails fast (well inside the 10 s deadline) once the retries are used up.
-    assert elapsed < 5
+    # Unavailable, not DeadlineExceeded: the client gives up when the retries are used up,
+    # well before the generous deadline would end the call.
+    client = RetrievalClient(f"127.0.0.1:{free_port()}", model=MODEL, retry=policy, timeout=120)
+    with client as c, pytest.raises(Unavailable):
+        c.status()
 
 
 def test_service_config_declares_retry_and_round_robin() -> None:

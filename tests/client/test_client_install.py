@@ -1,4 +1,4 @@
-"""client/ installs into an empty virtualenv without TensorFlow, imports fast, and works
+"""client/ installs into an empty virtualenv without TensorFlow, imports only light modules, and works
 on its declared dependency floors (protobuf 5.28, grpcio 1.66, numpy 1.26)."""
 
 from __future__ import annotations
@@ -13,10 +13,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = Path(__file__).with_name("_client_smoke.py")
-IMPORT_SECONDS = (
-    "import time; t, c = time.perf_counter(), time.process_time(); import scann_serving.client; "
-    "print(time.perf_counter() - t, time.process_time() - c)"
+IMPORTED_MODULES = (
+    "import json, sys; before = set(sys.modules); import scann_serving.client; "
+    "print(json.dumps(sorted(set(sys.modules) - before)))"
 )
+#: Top-level modules the client must never import (TensorFlow and friends, the proto
+#: compiler, test and plotting stacks).
+HEAVY_MODULES = frozenset(
+    {"tensorflow", "tf_keras", "keras", "scann", "jax", "grpc_tools", "pandas", "matplotlib"}
+)
+#: grpc submodules only servers need; a client that imports them pays for nothing.
+HEAVY_SUBMODULES = ("grpc_health", "grpc_reflection", "grpc_status")
 LIST_DISTS = "import importlib.metadata as m, json; print(json.dumps(sorted(d.metadata['Name'].lower().replace('_', '-') for d in m.distributions())))"
 
 
@@ -69,15 +76,16 @@ def test_installs_no_tensorflow(fresh_python: Path) -> None:
     }
 
 
-def test_import_takes_well_under_a_second(fresh_python: Path) -> None:
-    # numpy is about half of it. The bound is on the CPU time the import costs, because
-    # wall time on a shared 2-core box mostly measures the other tenants (it was 1.1 s
-    # wall for 0.39 s CPU at load 5.8); the wall bound only catches something pathological.
-    _run(fresh_python, "-c", "import scann_serving.client")  # compile the .pyc files once
-    runs = [tuple(map(float, _run(fresh_python, "-c", IMPORT_SECONDS).split())) for _ in range(5)]
-    wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
-    assert cpu < 0.6, f"import scann_serving.client took {cpu:.3f} s CPU ({wall:.3f} s wall)"
-    assert wall < 3.0, f"import scann_serving.client took {wall:.3f} s wall ({cpu:.3f} s CPU)"
+def test_import_loads_only_the_light_dependencies(fresh_python: Path) -> None:
+    # What made importing the client slow was always a heavy module pulled in by accident
+    # (TensorFlow, grpc_tools, the reflection/health services). That is the property to
+    # guard; how many milliseconds the import takes is the benchmarks' business.
+    imported = set(json.loads(_run(fresh_python, "-c", IMPORTED_MODULES)))
+    top_level = {name.split(".")[0] for name in imported}
+    assert "scann_serving" in top_level
+    heavy = top_level & HEAVY_MODULES
+    assert not heavy, f"import scann_serving.client imported {sorted(heavy)}"
+    assert not {name for name in imported if name.startswith(HEAVY_SUBMODULES)}
 
 
 @pytest.mark.parametrize("protobuf_impl", ["upb", "python"])

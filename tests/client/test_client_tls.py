@@ -7,25 +7,25 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _client_certs import Pem, issue, make_ca
 from _client_fake import MODEL, FakeState, start
+from pki_helpers import Identity, authority
 from scann_serving.client import TLS, AsyncRetrievalClient, RetrievalClient, Unavailable
 
 
 @pytest.fixture(scope="module")
-def pki() -> dict[str, Pem]:
-    ca, ca_key = make_ca()
-    other_ca, other_key = make_ca("some other CA")
+def pki() -> dict[str, Identity]:
+    ca = authority("scann-serving test CA")
+    other_ca = authority("some other CA")
     return {
-        "ca": ca,
-        "server": issue(ca, ca_key, "localhost", server=True),
-        "client": issue(ca, ca_key, "recs-service", server=False),
-        "stranger": issue(other_ca, other_key, "stranger", server=False),
-        "other_ca": other_ca,
+        "ca": ca.identity,
+        "server": ca.issue("localhost", server=True),
+        "client": ca.issue("recs-service", server=False),
+        "stranger": other_ca.issue("stranger", server=False),
+        "other_ca": other_ca.identity,
     }
 
 
-def _serve(pki: dict[str, Pem], *, mutual: bool) -> Iterator[int]:
+def _serve(pki: dict[str, Identity], *, mutual: bool) -> Iterator[int]:
     creds = grpc.ssl_server_credentials(
         [(pki["server"].key, pki["server"].cert)],
         root_certificates=pki["ca"].cert if mutual else None,
@@ -37,12 +37,12 @@ def _serve(pki: dict[str, Pem], *, mutual: bool) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def tls_port(pki: dict[str, Pem]) -> Iterator[int]:
+def tls_port(pki: dict[str, Identity]) -> Iterator[int]:
     yield from _serve(pki, mutual=False)
 
 
 @pytest.fixture(scope="module")
-def mtls_port(pki: dict[str, Pem]) -> Iterator[int]:
+def mtls_port(pki: dict[str, Identity]) -> Iterator[int]:
     yield from _serve(pki, mutual=True)
 
 
@@ -50,12 +50,12 @@ def _client(port: int, tls: TLS) -> RetrievalClient:
     return RetrievalClient(f"localhost:{port}", model=MODEL, tls=tls, retry=None, timeout=5)
 
 
-def test_tls_with_the_servers_ca(pki: dict[str, Pem], tls_port: int) -> None:
+def test_tls_with_the_servers_ca(pki: dict[str, Identity], tls_port: int) -> None:
     with _client(tls_port, TLS(root_certificates=pki["ca"].cert)) as c:
         assert c.retrieve("42", k=3).identifiers.shape == (1, 3)
 
 
-def test_tls_rejects_a_server_signed_by_another_ca(pki: dict[str, Pem], tls_port: int) -> None:
+def test_tls_rejects_a_server_signed_by_another_ca(pki: dict[str, Identity], tls_port: int) -> None:
     with (
         _client(tls_port, TLS(root_certificates=pki["other_ca"].cert)) as c,
         pytest.raises(Unavailable),
@@ -70,7 +70,7 @@ def test_plaintext_client_cannot_talk_to_a_tls_server(tls_port: int) -> None:
 
 
 def test_mtls_with_a_client_certificate(
-    pki: dict[str, Pem], mtls_port: int, tmp_path: Path
+    pki: dict[str, Identity], mtls_port: int, tmp_path: Path
 ) -> None:
     for name, data in [
         ("ca.pem", pki["ca"].cert),
@@ -84,7 +84,7 @@ def test_mtls_with_a_client_certificate(
 
 
 def test_mtls_refuses_clients_without_an_accepted_certificate(
-    pki: dict[str, Pem], mtls_port: int
+    pki: dict[str, Identity], mtls_port: int
 ) -> None:
     for tls in (
         TLS(root_certificates=pki["ca"].cert),
@@ -97,20 +97,20 @@ def test_mtls_refuses_clients_without_an_accepted_certificate(
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_async_client_over_mtls(pki: dict[str, Pem], mtls_port: int) -> None:
+async def test_async_client_over_mtls(pki: dict[str, Identity], mtls_port: int) -> None:
     tls = TLS(pki["ca"].cert, certificate_chain=pki["client"].cert, private_key=pki["client"].key)
     async with AsyncRetrievalClient(f"localhost:{mtls_port}", model=MODEL, tls=tls) as c:
         assert (await c.retrieve(["1", "2"])).identifiers.shape[0] == 2
 
 
-def test_server_name_override(pki: dict[str, Pem], tls_port: int) -> None:
+def test_server_name_override(pki: dict[str, Identity], tls_port: int) -> None:
     # The certificate names localhost and 127.0.0.1; a different target name needs the override.
     tls = TLS(root_certificates=pki["ca"].cert, server_name_override="localhost")
     with RetrievalClient(f"127.0.0.1:{tls_port}", model=MODEL, tls=tls, timeout=5) as c:
         assert c.status().available
 
 
-def test_tls_config_checks_its_pairs(pki: dict[str, Pem]) -> None:
+def test_tls_config_checks_its_pairs(pki: dict[str, Identity]) -> None:
     with pytest.raises(ValueError, match="both certificate_chain and private_key"):
         TLS(certificate_chain=pki["client"].cert)
     assert "private_key" not in repr(TLS(pki["ca"].cert, pki["client"].cert, pki["client"].key))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _client_certs import issue, make_ca
+from pki_helpers import authority
 from scann_serving.client import TLS, RetrievalClient, Unavailable
 
 MODEL = "retrieval"
@@ -15,13 +15,13 @@ MODEL = "retrieval"
 
 @pytest.fixture(scope="module")
 def pki():
-    ca, ca_key = make_ca()
-    other, other_key = make_ca("another CA")
+    ca = authority("scann-serving test CA")
+    other = authority("another CA")
     return {
-        "ca": ca,
-        "server": issue(ca, ca_key, "localhost", server=True),
-        "client": issue(ca, ca_key, "recs", server=False),
-        "stranger": issue(other, other_key, "stranger", server=False),
+        "ca": ca.identity,
+        "server": ca.issue("localhost", server=True),
+        "client": ca.issue("recs", server=False),
+        "stranger": other.issue("stranger", server=False),
     }
 
 

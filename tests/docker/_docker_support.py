@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -248,13 +247,6 @@ def tf_serving_argv_errors(argv: Sequence[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- processes
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --------------------------------------------------------------------------- config protos
 def _config_messages() -> dict[str, Any]:
     """BatchingParameters and MonitoringConfig, which tensorflow-serving-api does not ship.

@@ -23,13 +23,13 @@ import pytest
 import requests
 from _docker_support import (
     DOCKERFILES,
-    free_port,
     image_entrypoint,
     local_smoke_command,
     one,
     parse_config,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_helpers import free_port
 
 STARTUP_TIMEOUT_S = 180
 DRAIN_FOR_TEST_S = 2

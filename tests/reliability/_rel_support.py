@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 import requests
+from serve_helpers import predict_request
 
 MANIFEST = Path("assets.extra") / "scann_manifest.json"
 WARMUP = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -64,43 +65,6 @@ def wait_until(
 
 
 # --- requests --------------------------------------------------------------------------
-def string_tensor(values: Iterable[bytes | str]) -> Any:
-    """A DT_STRING TensorProto `[batch]`."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-
-    items = [v.encode() if isinstance(v, str) else v for v in values]
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(items))]
-        ),
-        string_val=items,
-    )
-
-
-def predict_request(
-    model: str,
-    queries: Iterable[bytes | str],
-    *,
-    signature: str = "serving_default",
-    k: int | None = None,
-    version: int | None = None,
-) -> Any:
-    """An official `PredictRequest` for raw query keys (`retrieve` when `k` is given)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "retrieve" if k is not None else signature
-    if version is not None:
-        request.model_spec.version.value = version
-    request.inputs["query"].CopyFrom(string_tensor(queries))
-    if k is not None:
-        request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(k)))
-    return request
-
-
 def prediction_stub(channel: Any) -> Any:
     """tensorflow_serving's PredictionServiceStub."""
     from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -257,6 +221,18 @@ class Load:
         for thread in self._threads:
             thread.join(timeout=CALL_TIMEOUT + 5)
         return sorted(self.calls, key=lambda c: c.started)
+
+    def wait_for_calls(self, *, ok: int, timeout: float) -> None:
+        """Polls until `ok` calls have succeeded: the server is really under this load."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                done = sum(call.code == "OK" for call in self.calls)
+                sample = self.calls[:3]
+            if done >= ok:
+                return
+            assert time.monotonic() < deadline, f"{done} of {ok} calls succeeded: {sample}"
+            time.sleep(0.05)
 
     def __enter__(self) -> Load:
         return self.start()

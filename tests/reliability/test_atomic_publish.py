@@ -181,7 +181,7 @@ def _rerun_publishes(shared: SharedServer) -> int:
         f"{MODEL} version {expected} to become AVAILABLE",
     )
     with Load(shared.target, MODEL, 2, ["1", "2"]) as load:
-        time.sleep(0.5)
+        load.wait_for_calls(ok=4, timeout=60)
     calls = load.stop()
     assert calls and not failures(calls)
     assert {c.version for c in calls} == {expected}

@@ -16,7 +16,8 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from _rel_support import MAX_BATCH, SharedServer, predict_request, prediction_stub
+from _rel_support import MAX_BATCH, SharedServer, prediction_stub
+from serve_helpers import predict_request
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 MODEL = "retrieval"
@@ -30,16 +31,7 @@ def _tensor(array: Any) -> Any:
 
 
 def _request(signature: str = "serving_default", **inputs: Any) -> Any:
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(
-            value if isinstance(value, tensor_pb2.TensorProto) else _tensor(value)
-        )
-    return request
+    return predict_request(MODEL, signature=signature, **inputs)
 
 
 def _spec(

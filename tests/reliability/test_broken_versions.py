@@ -112,7 +112,7 @@ def _publish_broken(shared: SharedServer, defect: str, clients: int) -> BrokenRu
         HealthWatch(shared.channel) as health,
         Load(shared.target, MODEL, clients, queries) as load,
     ):
-        time.sleep(0.3)
+        load.wait_for_calls(ok=clients, timeout=60)
         publish_copy(base / str(good), base, version, damage=DEFECTS[defect])
 
         def failed() -> object:
@@ -166,7 +166,7 @@ def test_good_version_after_broken_ones_is_served(shared_server: SharedServer) -
         f"good version {version} to become AVAILABLE",
     )
     with Load(shared_server.target, MODEL, 2, ["1", "2", "3"]) as load:
-        time.sleep(0.5)
+        load.wait_for_calls(ok=4, timeout=60)
     calls = load.stop()
     assert calls and not failures(calls)
     assert {c.version for c in calls} == {version}

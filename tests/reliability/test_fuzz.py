@@ -16,9 +16,10 @@ from typing import Any
 import grpc
 import pytest
 import requests
-from _rel_support import SharedServer, predict_request, prediction_stub
+from _rel_support import SharedServer, prediction_stub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serve_helpers import predict_request
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 MODEL = "retrieval"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _rel_support import model_status, predict_request, prediction_stub, publish_copy, wait_until
-from serve_helpers import ServerProcess
+from _rel_support import model_status, prediction_stub, publish_copy, wait_until
+from serve_helpers import ServerProcess, predict_request
 
 MODEL = "retrieval"
 MAX_GROWTH = 0.10

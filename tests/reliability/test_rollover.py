@@ -183,19 +183,26 @@ def test_rollback_by_deleting_the_newest_version(shared_server: SharedServer) ->
         f"rollback v{good + 1} to replace v{good}",
     )
     with Load(shared_server.target, "rollback", 2, ["1", "2", "3"]) as load:
-        time.sleep(0.3)
+        load.wait_for_calls(ok=2, timeout=60)
         shutil.rmtree(base / str(good + 1))
-        deleted = time.monotonic()
-        back = _wait_state(shared_server, "rollback", good, "AVAILABLE", timeout=15)
-        time.sleep(1.0)
+        back = _wait_state(shared_server, "rollback", good, "AVAILABLE", timeout=60)
+        gone = wait_until(
+            lambda: _state(shared_server, "rollback", good + 1) in ("END", "NONE"),
+            60,
+            0.1,
+            f"deleted v{good + 1} to be unloaded",
+        )
+        unloaded = time.monotonic()
+        load.wait_for_calls(ok=len(load.calls) + 4, timeout=60)
     calls = load.stop()
-    assert back, (
-        f"v{good + 1} was deleted but v{good} was not loaded again within 15s: "
+    assert back and gone, (
+        f"v{good + 1} was deleted but v{good} was not loaded again: "
         f"{model_status(shared_server.channel, 'rollback')}"
     )
     failed = failures(calls)
     assert not failed, f"{len(failed)} of {len(calls)} calls failed: {failed[:3]}"
-    late = [c for c in calls if c.version != good and c.started > deleted + POLL_SECONDS + 3]
+    # Causal, not timed: once v{good + 1} reads unloaded, every call is answered by v{good}.
+    late = [c for c in calls if c.version != good and c.started > unloaded]
     assert not late, f"v{good + 1} still answered after its directory was deleted: {late[:2]}"
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _rel_certs import Authority, Identity, authority
-from _rel_support import predict_request, prediction_stub
-from serve_helpers import ServerProcess
+from _rel_support import prediction_stub
+from pki_helpers import Authority, Identity, authority
+from serve_helpers import ServerProcess, predict_request
 
 MODEL = "retrieval"
 

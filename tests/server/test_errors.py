@@ -16,7 +16,7 @@ Q = np.asarray([b"1"], dtype=object)
 
 
 def _request(signature: str = "serving_default", model: str = MODEL, **inputs: Any) -> Any:
-    return predict_request(model, signature, **inputs)
+    return predict_request(model, signature=signature, **inputs)
 
 
 GRPC_CASES = {

@@ -16,7 +16,7 @@ QUERIES = np.asarray([b"1", b"7", b"42", b"unknown-user"], dtype=object)
 
 
 def _request(signature: str, **inputs: Any) -> Any:
-    return predict_request(MODEL, signature, **inputs)
+    return predict_request(MODEL, signature=signature, **inputs)
 
 
 def _local(saved_model: Any, signature: str, **inputs: Any) -> dict[str, np.ndarray]:

@@ -3,74 +3,33 @@ missing and untrusted client certificates are refused; a valid one works."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 import pytest
-import tensorflow as tf
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from serve_helpers import GRPC_SERVER_MODES, ServerProcess
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from pki_helpers import authority
+from serve_helpers import GRPC_SERVER_MODES, ServerProcess, predict_request
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 MODEL = "retrieval"
 
 
-def _cert(
-    name: str, issuer: tuple[Any, Any] | None, *, ca: bool = False, server: bool = False
-) -> tuple[Any, Any]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_cert, issuer_key = issuer if issuer else (None, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_cert.subject if issuer_cert else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()), key
-
-
-def _pem(cert: Any) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: Any) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 @pytest.fixture(scope="module")
 def pki() -> dict[str, bytes]:
-    ca = _cert("test-ca", None, ca=True)
-    server = _cert("localhost", ca, server=True)
-    client = _cert("client", ca)
-    rogue_ca = _cert("rogue-ca", None, ca=True)
-    rogue = _cert("rogue", rogue_ca)
+    ca = authority("test-ca")
+    server = ca.issue("localhost", server=True)
+    client = ca.issue("client", server=False)
+    rogue = authority("rogue-ca").issue("rogue", server=False)
     return {
-        "ca": _pem(ca[0]),
-        "server_cert": _pem(server[0]),
-        "server_key": _key_pem(server[1]),
-        "client_cert": _pem(client[0]),
-        "client_key": _key_pem(client[1]),
-        "rogue_cert": _pem(rogue[0]),
-        "rogue_key": _key_pem(rogue[1]),
+        "ca": ca.identity.cert,
+        "server_cert": server.cert,
+        "server_key": server.key,
+        "client_cert": client.cert,
+        "client_key": client.key,
+        "rogue_cert": rogue.cert,
+        "rogue_key": rogue.key,
     }
 
 
@@ -117,9 +76,7 @@ def _credentials(pki: dict[str, bytes], who: str | None) -> Any:
 
 
 def _predict(channel: Any) -> int:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.inputs["query"].CopyFrom(tf.make_tensor_proto(np.asarray([b"1"], dtype=object)))
+    request = predict_request(MODEL, ["1"])
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     return int(stub.Predict(request, timeout=5).model_spec.version.value)
 

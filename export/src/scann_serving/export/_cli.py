@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from scann_serving.export._verify import VerificationError
 
     args = parser().parse_args(argv)
+    from scann_serving.client._quiet_tf import start_tensorflow
+
+    start_tensorflow()  # no "failed call to cuInit" ERROR line on a machine without GPU
     try:
         config = config_from_args(args)
         result = export_model(config)

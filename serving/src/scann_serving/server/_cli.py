@@ -200,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_tensorflow(args: argparse.Namespace) -> None:
-    import tensorflow as tf
+    from scann_serving.client._quiet_tf import start_tensorflow
+
+    tf = start_tensorflow()  # no "failed call to cuInit" ERROR line on a machine without GPU
 
     intra = args.tensorflow_intra_op_parallelism or args.tensorflow_session_parallelism
     inter = args.tensorflow_inter_op_parallelism or args.tensorflow_session_parallelism

@@ -1,4 +1,10 @@
-"""A throwaway PKI made by the tests: two CAs, a server certificate and client certificates."""
+"""The tests' one throwaway PKI: CAs that issue server certificates (for localhost and
+127.0.0.1) and client certificates. Used by the client, server and reliability TLS tests.
+
+    ca = authority("test CA")
+    server = ca.issue("scann-serve", server=True)    # Identity(cert=PEM, key=PEM)
+    client = ca.issue("recs-service", server=False)
+"""
 
 from __future__ import annotations
 
