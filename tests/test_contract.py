@@ -151,8 +151,8 @@ def test_the_contract_values_are_the_published_ones() -> None:
     assert contract.OUTPUT_NAMES == ("identifiers", "scores")
     assert contract.MANIFEST_PATH == "assets.extra/scann_manifest.json"
     assert contract.WARMUP_PATH == "assets.extra/tf_serving_warmup_requests"
-    assert contract.MANIFEST_PATH == f"{contract.ASSETS_EXTRA}/{contract.MANIFEST_FILENAME}"
-    assert contract.WARMUP_PATH == f"{contract.ASSETS_EXTRA}/{contract.WARMUP_FILENAME}"
+    assert f"{contract.ASSETS_EXTRA}/{contract.MANIFEST_FILENAME}" == contract.MANIFEST_PATH
+    assert f"{contract.ASSETS_EXTRA}/{contract.WARMUP_FILENAME}" == contract.WARMUP_PATH
     assert contract.MANIFEST_METADATA_FIELD == "scann_manifest"
     assert sorted(contract.__all__) == sorted(
         name for name in vars(contract) if name.isupper() and not name.startswith("_")
@@ -172,7 +172,12 @@ def test_tf_free_modules_of_all_three_packages_agree_without_tensorflow() -> Non
     seen = json.loads(done.stdout)
     assert seen["tensorflow_imported"] == []
     assert tuple(seen["client_signatures"]) == contract.SIGNATURE_NAMES
-    assert seen["client_inputs"] == [contract.QUERY, contract.K, contract.EMBEDDING, contract.EXCLUDE]
+    assert seen["client_inputs"] == [
+        contract.QUERY,
+        contract.K,
+        contract.EMBEDDING,
+        contract.EXCLUDE,
+    ]
     assert seen["client_manifest_field"] == contract.MANIFEST_METADATA_FIELD
     assert seen["export_files"] == [
         contract.ASSETS_EXTRA,
