@@ -9,8 +9,11 @@ its own minimal protocol definitions, so callers need grpcio, protobuf and numpy
     ...     for identifier, score in next(result.rows()): ...
 
 Errors are one tree rooted at `ScannServingError`; see `scann_serving.client._errors`.
+The names an exported model, the server and this client share (signatures, tensors, the
+manifest's path) are the constants of `scann_serving.client.contract`.
 """
 
+from scann_serving.client import contract
 from scann_serving.client._async_client import AsyncRetrievalClient
 from scann_serving.client._base import BaseRetrievalClient
 from scann_serving.client._client import RetrievalClient
@@ -93,6 +96,7 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "VersionStatus",
+    "contract",
     "exception_class_for",
     "from_grpc_error",
 ]

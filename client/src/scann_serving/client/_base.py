@@ -40,11 +40,18 @@ from scann_serving.client._tensors import float32_tensor, int32_scalar, string_m
 from scann_serving.client._types import ModelMetadata, RetrievalResult
 from scann_serving.client._validate import Exclusions, Queries
 
-#: The four signatures of the retrieval contract (ARCHITECTURE.md).
-SERVING_DEFAULT = "serving_default"
-RETRIEVE = "retrieve"
-SEARCH_EMBEDDING = "search_embedding"
-RETRIEVE_WITH_EXCLUSIONS = "retrieve_with_exclusions"
+# The signatures and tensor names of the retrieval contract (docs/ARCHITECTURE.md).
+from scann_serving.client.contract import (
+    EMBEDDING,
+    EXCLUDE,
+    QUERY,
+    RETRIEVE,
+    RETRIEVE_WITH_EXCLUSIONS,
+    SEARCH_EMBEDDING,
+    SERVING_DEFAULT,
+    K,
+)
+
 _USER_AGENT = "scann-serving-client/0.1"
 
 _Key = tuple[int | None, str | None]
@@ -191,20 +198,20 @@ class BaseRetrievalClient:
             sig = check.signature(meta, RETRIEVE_WITH_EXCLUSIONS)
             cut = None if k is None else check.check_cut(k, meta, sig.name)
             inputs = {
-                check.input_name(sig, "query", "DT_STRING", 1): string_tensor(keys),
-                check.input_name(sig, "exclude", "DT_STRING", 2): string_matrix(
+                check.input_name(sig, QUERY, "DT_STRING", 1): string_tensor(keys),
+                check.input_name(sig, EXCLUDE, "DT_STRING", 2): string_matrix(
                     check.exclusion_rows(exclude, len(keys))
                 ),
             }
             return Plan(self._predict(key, sig.name, inputs), sig.name, cut)
         if k is None:
             sig = check.signature(meta, SERVING_DEFAULT)
-            inputs = {check.input_name(sig, "query", "DT_STRING", 1): string_tensor(keys)}
+            inputs = {check.input_name(sig, QUERY, "DT_STRING", 1): string_tensor(keys)}
             return Plan(self._predict(key, sig.name, inputs), sig.name)
         sig = check.signature(meta, RETRIEVE)
         inputs = {
-            check.input_name(sig, "query", "DT_STRING", 1): string_tensor(keys),
-            check.input_name(sig, "k", "DT_INT32", 0): int32_scalar(check.check_k(k, meta)),
+            check.input_name(sig, QUERY, "DT_STRING", 1): string_tensor(keys),
+            check.input_name(sig, K, "DT_INT32", 0): int32_scalar(check.check_k(k, meta)),
         }
         return Plan(self._predict(key, sig.name, inputs), sig.name)
 
@@ -212,7 +219,7 @@ class BaseRetrievalClient:
         sig = check.signature(meta, SEARCH_EMBEDDING)
         array = check.embedding_batch(embeddings, meta)
         cut = None if k is None else check.check_cut(k, meta, sig.name)
-        inputs = {check.input_name(sig, "embedding", "DT_FLOAT", 2): float32_tensor(array)}
+        inputs = {check.input_name(sig, EMBEDDING, "DT_FLOAT", 2): float32_tensor(array)}
         return Plan(self._predict(key, sig.name, inputs), sig.name, cut)
 
     def _result(self, plan: Plan, response: pb.PredictResponse) -> RetrievalResult:

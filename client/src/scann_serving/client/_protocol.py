@@ -23,11 +23,19 @@ from scann_serving.client._types import (
     TensorSpec,
     VersionStatus,
 )
+from scann_serving.client.contract import (
+    EMBEDDING,
+    IDENTIFIERS,
+    MANIFEST_METADATA_FIELD,
+    SCORES,
+    SEARCH_EMBEDDING,
+    SERVING_DEFAULT,
+)
 
 #: GetModelMetadata field with the signatures (the only one TF Serving knows).
 SIGNATURE_DEF_FIELD: Final = "signature_def"
 #: GetModelMetadata field with the export manifest (scann-serve only; TF Serving rejects it).
-MANIFEST_FIELD: Final = "scann_manifest"
+MANIFEST_FIELD: Final = MANIFEST_METADATA_FIELD
 _TYPE_URL_PREFIX: Final = "type.googleapis.com/"
 
 
@@ -108,9 +116,9 @@ def parse_metadata(
         model_name=response.model_spec.name,
         model_version=version,
         signatures=signatures,
-        embedding_dim=_dim(signatures, "search_embedding", "embedding", "inputs")
+        embedding_dim=_dim(signatures, SEARCH_EMBEDDING, EMBEDDING, "inputs")
         or _int_or_none(manifest.get("embedding_dim")),
-        default_k=_dim(signatures, "serving_default", "identifiers", "outputs")
+        default_k=_dim(signatures, SERVING_DEFAULT, IDENTIFIERS, "outputs")
         or _int_or_none(manifest.get("k")),
         max_k=_int_or_none(manifest.get("max_k")),
         manifest=manifest,
@@ -147,8 +155,8 @@ def parse_predict(
 ) -> RetrievalResult:
     """A RetrievalResult from a Predict response, cut to the first `k` columns if given."""
     try:
-        identifiers = to_numpy(response.outputs["identifiers"])
-        scores = to_numpy(response.outputs["scores"]).astype("float32", copy=False)
+        identifiers = to_numpy(response.outputs[IDENTIFIERS])
+        scores = to_numpy(response.outputs[SCORES]).astype("float32", copy=False)
     except (KeyError, ValueError) as exc:
         outputs = sorted(response.outputs)
         raise ProtocolError(

@@ -13,10 +13,19 @@ import platform
 from collections.abc import Iterable
 from typing import Any
 
+# Where a version keeps its manifest and warmup requests: shared with the server and the
+# client through the contract module (re-exported here as the export's public names).
+from scann_serving.client.contract import (
+    ASSETS_EXTRA as ASSETS_EXTRA,
+)
+from scann_serving.client.contract import (
+    MANIFEST_FILENAME as MANIFEST_FILENAME,
+)
+from scann_serving.client.contract import (
+    WARMUP_FILENAME as WARMUP_FILENAME,
+)
+
 MANIFEST_FORMAT = 1
-MANIFEST_FILENAME = "scann_manifest.json"
-WARMUP_FILENAME = "tf_serving_warmup_requests"
-ASSETS_EXTRA = "assets.extra"
 
 _DISTRIBUTIONS = {
     "tensorflow": "tensorflow",

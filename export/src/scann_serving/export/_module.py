@@ -5,7 +5,7 @@ them back into a searcher handle with `tensors_to_scann`, whose kernel keeps the
 built on the first call, so only the first (warmup) request pays for rebuilding the index.
 (A `TrackableResource` would be neater but cannot be exported: its creation function would
 have to read the state variables in the export graph.) Signature contract
-(ARCHITECTURE.md): `serving_default`, `retrieve`, `search_embedding`,
+(docs/ARCHITECTURE.md): `serving_default`, `retrieve`, `search_embedding`,
 `retrieve_with_exclusions`, each returning `identifiers` (string [batch, k]) and `scores`
 (float32 [batch, k]).
 """
@@ -17,9 +17,17 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from scann_serving.client.contract import (
+    EMBEDDING,
+    EXCLUDE,
+    IDENTIFIERS,
+    QUERY,
+    SCORES,
+    SIGNATURE_NAMES,
+    K,
+)
 from scann_serving.export._index import IndexConfig
 
-SIGNATURE_NAMES = ("serving_default", "retrieve", "search_embedding", "retrieve_with_exclusions")
 #: Batches at least this large are searched with ScaNN's multi-threaded batched search.
 PARALLEL_MIN_BATCH = 8
 
@@ -69,22 +77,22 @@ class RetrievalModule(tf.Module):
         self._build_signatures(embedding_dim)
 
     def _build_signatures(self, dim: int) -> None:
-        query = tf.TensorSpec([None], tf.string, name="query")
+        query = tf.TensorSpec([None], tf.string, name=QUERY)
         self.serving_default = tf.function(
             lambda query: self._retrieve(self._embed(query), self.default_k),
             input_signature=[query],
         )
         self.retrieve = tf.function(
             lambda query, k: self._retrieve(self._embed(query), self._checked_k(k)),
-            input_signature=[query, tf.TensorSpec([], tf.int32, name="k")],
+            input_signature=[query, tf.TensorSpec([], tf.int32, name=K)],
         )
         self.search_embedding = tf.function(
             lambda embedding: self._retrieve(self._checked_embedding(embedding), self.default_k),
-            input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding")],
+            input_signature=[tf.TensorSpec([None, dim], tf.float32, name=EMBEDDING)],
         )
         self.retrieve_with_exclusions = tf.function(
             lambda query, exclude: self._retrieve_excluding(self._embed(query), exclude),
-            input_signature=[query, tf.TensorSpec([None, None], tf.string, name="exclude")],
+            input_signature=[query, tf.TensorSpec([None, None], tf.string, name=EXCLUDE)],
         )
 
     def signatures(self) -> dict[str, Any]:
@@ -125,8 +133,8 @@ class RetrievalModule(tf.Module):
     def _retrieve(self, embeddings: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         indices, scores = self._search(embeddings, k)
         return {
-            "identifiers": tf.gather(self.identifiers, tf.cast(indices, tf.int32)),
-            "scores": scores,
+            IDENTIFIERS: tf.gather(self.identifiers, tf.cast(indices, tf.int32)),
+            SCORES: scores,
         }
 
     def _retrieve_excluding(
@@ -142,6 +150,6 @@ class RetrievalModule(tf.Module):
         masked = tf.where(excluded, tf.fill(tf.shape(scores), -np.inf), scores)
         top = tf.math.top_k(masked, k=tf.minimum(k, fetch))
         return {
-            "identifiers": tf.gather(found, top.indices, batch_dims=1),
-            "scores": top.values,
+            IDENTIFIERS: tf.gather(found, top.indices, batch_dims=1),
+            SCORES: top.values,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scann_serving.client.contract import MANIFEST_PATH, WARMUP_PATH
 from scann_serving.export._evaluation import TOP_K_LEVELS
 
 
@@ -13,8 +14,8 @@ def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
     lines = [
         f"scann-export: wrote {version_dir} (model {manifest['model_name']!r}, "
         f"version {manifest['version']}) in {seconds:.1f}s",
-        f"  files: saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests "
-        f"({manifest.get('warmup_records', 0)} requests), assets.extra/scann_manifest.json"
+        f"  files: saved_model.pb, variables/, {WARMUP_PATH} "
+        f"({manifest.get('warmup_records', 0)} requests), {MANIFEST_PATH}"
         + (", assets.extra/scann_tuning.png" if manifest.get("tuning", {}).get("plot") else ""),
         f"  catalogue: {manifest['num_candidates']:,} candidates x dim {manifest['embedding_dim']}; "
         f"k={manifest['k']} (max_k={manifest['max_k']}); index: {_index(manifest['index'])}",

@@ -8,7 +8,18 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from scann_serving.export._module import SIGNATURE_NAMES, RetrievalModule
+from scann_serving.client.contract import (
+    EMBEDDING,
+    EXCLUDE,
+    QUERY,
+    RETRIEVE,
+    RETRIEVE_WITH_EXCLUSIONS,
+    SEARCH_EMBEDDING,
+    SERVING_DEFAULT,
+    SIGNATURE_NAMES,
+    K,
+)
+from scann_serving.export._module import RetrievalModule
 from scann_serving.export._publish import publish
 
 #: The op namespace ScaNN's TensorFlow ops live in; SavedModel refuses it unless allowlisted.
@@ -60,7 +71,7 @@ def warmup_requests(
     """
     from tensorflow_serving.apis import predict_pb2
 
-    def request(signature: str, **inputs: Any) -> Any:
+    def request(signature: str, inputs: dict[str, Any]) -> Any:
         req = predict_pb2.PredictRequest()
         req.model_spec.name = model_name
         req.model_spec.signature_name = signature
@@ -73,17 +84,19 @@ def warmup_requests(
     emb = np.asarray(embeddings, dtype=np.float32)
     requests = []
     for q in qs[:4]:
-        requests.append(request("serving_default", query=np.asarray([q], dtype=object)))
+        requests.append(request(SERVING_DEFAULT, {QUERY: np.asarray([q], dtype=object)}))
     requests += [
-        request("serving_default", query=batch),
-        request("retrieve", query=batch, k=np.int32(k)),
-        request("retrieve", query=batch[:1], k=np.int32(max_k)),
-        request("search_embedding", embedding=emb[:1]),
-        request("search_embedding", embedding=emb[:8]),
+        request(SERVING_DEFAULT, {QUERY: batch}),
+        request(RETRIEVE, {QUERY: batch, K: np.int32(k)}),
+        request(RETRIEVE, {QUERY: batch[:1], K: np.int32(max_k)}),
+        request(SEARCH_EMBEDDING, {EMBEDDING: emb[:1]}),
+        request(SEARCH_EMBEDDING, {EMBEDDING: emb[:8]}),
         request(
-            "retrieve_with_exclusions",
-            query=batch[:2],
-            exclude=np.asarray([["__none__"]] * len(batch[:2]), dtype=object),
+            RETRIEVE_WITH_EXCLUSIONS,
+            {
+                QUERY: batch[:2],
+                EXCLUDE: np.asarray([["__none__"]] * len(batch[:2]), dtype=object),
+            },
         ),
     ]
     return requests

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.client.contract import IDENTIFIERS, SCORES, SERVING_DEFAULT
 from scann_serving.export._manifest import ASSETS_EXTRA, WARMUP_FILENAME
 
 Call = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -45,16 +46,14 @@ def replay_warmup(version_dir: Path, call: Call) -> list[dict[str, Any]]:
     path = version_dir / ASSETS_EXTRA / WARMUP_FILENAME
     for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
         request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-        signature = request.model_spec.signature_name or "serving_default"
+        signature = request.model_spec.signature_name or SERVING_DEFAULT
         inputs = {key: tf.constant(tf.make_ndarray(proto)) for key, proto in request.inputs.items()}
         outputs = call(signature, inputs)
         results.append(
             {
                 "signature": signature,
-                "identifiers": [
-                    [i.decode() for i in row] for row in outputs["identifiers"].numpy()
-                ],
-                "scores": outputs["scores"].numpy().tolist(),
+                IDENTIFIERS: [[i.decode() for i in row] for row in outputs[IDENTIFIERS].numpy()],
+                SCORES: outputs[SCORES].numpy().tolist(),
             }
         )
     return results
@@ -111,12 +110,12 @@ def _compare(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> No
             f"{len(actual)} warmup results in the fresh process, {len(expected)} in memory"
         )
     for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
-        if want["identifiers"] != got["identifiers"]:
+        if want[IDENTIFIERS] != got[IDENTIFIERS]:
             raise VerificationError(
                 f"warmup request {i} ({want['signature']}): the loaded model returned "
-                f"{got['identifiers'][0][:5]}..., in memory {want['identifiers'][0][:5]}..."
+                f"{got[IDENTIFIERS][0][:5]}..., in memory {want[IDENTIFIERS][0][:5]}..."
             )
-        if not np.allclose(want["scores"], got["scores"], rtol=1e-4, atol=1e-4):
+        if not np.allclose(want[SCORES], got[SCORES], rtol=1e-4, atol=1e-4):
             raise VerificationError(f"warmup request {i} ({want['signature']}): scores differ")
 
 

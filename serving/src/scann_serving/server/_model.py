@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.client.contract import SERVING_DEFAULT, K
 from scann_serving.server._errors import (
     FailedPrecondition,
     Internal,
@@ -22,7 +23,7 @@ from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_
 from scann_serving.server._tensors import proto_to_array
 
 MAX_WARMUP_RECORDS = 1000
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SERVING_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ def _check_values(servable: ServableVersion, key: str, array: np.ndarray) -> Non
                 ) from None
     elif array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidArgument(f"input '{key}' contains NaN or Inf; send finite values")
-    elif key == "k" and array.ndim == 0:
+    elif key == K and array.ndim == 0:
         k, max_k = int(array), servable.max_k
         if k < 1 or (max_k is not None and k > max_k):
             raise InvalidArgument(

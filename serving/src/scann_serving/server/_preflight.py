@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-MANIFEST_RELPATH = Path("assets.extra") / "scann_manifest.json"
-WARMUP_RELPATH = Path("assets.extra") / "tf_serving_warmup_requests"
+from scann_serving.client.contract import MANIFEST_PATH, WARMUP_PATH
+
+MANIFEST_RELPATH = Path(MANIFEST_PATH)
+WARMUP_RELPATH = Path(WARMUP_PATH)
 
 
 class PreflightError(Exception):

@@ -1,0 +1,86 @@
+"""The names every part of ScaNN Serving agrees on, written down once.
+
+An exported version, the server that hosts it and the client that queries it meet on a
+handful of strings: the signature names, the names of their input and output tensors,
+and where a version keeps its warmup requests and its manifest. `scann-export` writes
+them, `scann-serve` reads them and `scann_serving.client` sends them, so all three import
+them from here. This module is plain Python (no TensorFlow, no gRPC) and lives in the
+client distribution because that is the one package the other two may depend on; see
+`docs/ARCHITECTURE.md`. Changing a value here changes the wire and on-disk contract:
+versions exported before the change stop matching clients built after it.
+
+    >>> from scann_serving.client import contract
+    >>> contract.RETRIEVE, contract.K
+    ('retrieve', 'k')
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- signatures ---------------------------------------------------------------------
+#: `query` -> the exported default k results.
+SERVING_DEFAULT: Final = "serving_default"
+#: `query`, `k` -> k results (1 <= k <= max_k).
+RETRIEVE: Final = "retrieve"
+#: `embedding` -> the exported default k results (for callers with their own query tower).
+SEARCH_EMBEDDING: Final = "search_embedding"
+#: `query`, `exclude` -> the exported default k results, none of them excluded.
+RETRIEVE_WITH_EXCLUSIONS: Final = "retrieve_with_exclusions"
+#: Every signature an exported version carries, in a fixed order.
+SIGNATURE_NAMES: Final = (SERVING_DEFAULT, RETRIEVE, SEARCH_EMBEDDING, RETRIEVE_WITH_EXCLUSIONS)
+
+# --- inputs -------------------------------------------------------------------------
+#: Raw query keys, string `[batch]` (the user id for the built-in two-tower model).
+QUERY: Final = "query"
+#: Results per query, int32 scalar.
+K: Final = "k"
+#: Query embeddings, float32 `[batch, dim]`.
+EMBEDDING: Final = "embedding"
+#: Identifiers to leave out, string `[batch, n]`.
+EXCLUDE: Final = "exclude"
+
+# --- outputs (every signature) -----------------------------------------------------
+#: Candidate identifiers, string `[batch, k]`, best first.
+IDENTIFIERS: Final = "identifiers"
+#: Their scores, float32 `[batch, k]` (dot product: higher is closer).
+SCORES: Final = "scores"
+#: The outputs of every signature, in the order results are read.
+OUTPUT_NAMES: Final = (IDENTIFIERS, SCORES)
+
+# --- files of a version directory (`<model_base_path>/<version>/`) -----------------
+#: TF Serving's folder for files beside the SavedModel.
+ASSETS_EXTRA: Final = "assets.extra"
+#: The export manifest's file name inside `ASSETS_EXTRA`.
+MANIFEST_FILENAME: Final = "scann_manifest.json"
+#: TF Serving's warmup file name inside `ASSETS_EXTRA` (a TFRecord of PredictionLogs).
+WARMUP_FILENAME: Final = "tf_serving_warmup_requests"
+#: The manifest, relative to a version directory.
+MANIFEST_PATH: Final = f"{ASSETS_EXTRA}/{MANIFEST_FILENAME}"
+#: The warmup requests, relative to a version directory.
+WARMUP_PATH: Final = f"{ASSETS_EXTRA}/{WARMUP_FILENAME}"
+
+# --- GetModelMetadata ---------------------------------------------------------------
+#: The metadata field scann-serve answers with the manifest (TF Serving rejects it).
+MANIFEST_METADATA_FIELD: Final = "scann_manifest"
+
+__all__ = [
+    "ASSETS_EXTRA",
+    "EMBEDDING",
+    "EXCLUDE",
+    "IDENTIFIERS",
+    "MANIFEST_FILENAME",
+    "MANIFEST_METADATA_FIELD",
+    "MANIFEST_PATH",
+    "OUTPUT_NAMES",
+    "QUERY",
+    "RETRIEVE",
+    "RETRIEVE_WITH_EXCLUSIONS",
+    "SCORES",
+    "SEARCH_EMBEDDING",
+    "SERVING_DEFAULT",
+    "SIGNATURE_NAMES",
+    "WARMUP_FILENAME",
+    "WARMUP_PATH",
+    "K",
+]
