@@ -97,7 +97,9 @@ class Harness:
         self.changes += 1
 
 
-def call(inputs: Any, *, signature: str = "", deadline: float | None = None, **ref: Any) -> PredictCall:
+def call(
+    inputs: Any, *, signature: str = "", deadline: float | None = None, **ref: Any
+) -> PredictCall:
     """A PredictCall on MODEL (`ref`: version= or label=)."""
     return PredictCall(ModelRef(MODEL, **ref), signature, inputs, deadline=deadline)
 
@@ -133,7 +135,9 @@ def wait_until(predicate: Callable[[], Any], what: str) -> Any:
 
 def metric_value(metrics: Metrics, name: str, **labels: str) -> float:
     """The sum of scann_serving_<name> samples whose labels include `labels` (0 if none)."""
-    pattern = re.compile(rf"^scann_serving_{re.escape(name)}(\{{(?P<labels>.*)\}})? (?P<value>\S+)$")
+    pattern = re.compile(
+        rf"^scann_serving_{re.escape(name)}(\{{(?P<labels>.*)\}})? (?P<value>\S+)$"
+    )
     total = 0.0
     for line in metrics.render().splitlines():
         match = pattern.match(line)
