@@ -96,9 +96,9 @@ class Gate:
 
 def answer(query: bytes, k: int, version: int) -> tuple[list[bytes], list[float]]:
     """The identifiers and scores the fake model returns for one query row."""
-    return [query + b"/" + str(i).encode() for i in range(k)], [
-        float(version * 100 + k - i) for i in range(k)
-    ]
+    identifiers = [query + b"/" + str(i).encode() for i in range(k)]
+    scores = [float(version * 100 + k - i) for i in range(k)]
+    return identifiers, scores
 
 
 class FakeServable:
