@@ -87,9 +87,7 @@ def leak_check() -> Iterator[None]:
         threads = [
             t
             for t in threading.enumerate()
-            if t not in threads_before
-            and t.is_alive()
-            and not _shared(t)
+            if t not in threads_before and t.is_alive() and not _shared(t)
         ]
         children = [p for pid, p in _children().items() if pid not in children_before]
         children = [p for p in children if _alive(p)]

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ from scann_serving.server._errors import (
 )
 from scann_serving.server._manager import ModelManager, VersionRecord
 from scann_serving.server._metrics import Metrics
-from scann_serving.server._model import DEFAULT_SIGNATURE, ServableVersion, Signature
+from scann_serving.server._servable import DEFAULT_SIGNATURE, Servable, Signature
 
 METHOD_CLASSIFY = "tensorflow/serving/classify"
 METHOD_REGRESS = "tensorflow/serving/regress"
@@ -77,7 +77,7 @@ class MetadataResult:
 
     model: str
     version: int
-    signature_defs: dict[str, Any]
+    signature_defs: Mapping[str, Any]
     manifest: dict[str, Any] | None
 
 
@@ -85,7 +85,7 @@ class MetadataResult:
 class _Prepared:
     """A checked predict call: the version and signature to run, its rows and outputs."""
 
-    servable: ServableVersion
+    servable: Servable
     signature: Signature
     rows: int
     wanted: list[str] | None
@@ -148,7 +148,7 @@ class ServingCore:
                 self._idle.notify_all()
 
     # --- predict -------------------------------------------------------------------
-    def _prepare(self, call: PredictCall) -> tuple[ServableVersion, Signature, int]:
+    def _prepare(self, call: PredictCall) -> tuple[Servable, Signature, int]:
         if call.deadline is not None and time.monotonic() > call.deadline:
             raise DeadlineExceeded("deadline expired before the request was computed")
         servable = self.manager.resolve(call.model.name, call.model.version, call.model.label)
@@ -162,7 +162,7 @@ class ServingCore:
         predict call; yields what running it needs."""
         started = time.perf_counter()
         self._enter()
-        servable: ServableVersion | None = None
+        servable: Servable | None = None
         status = "OK"
         try:
             servable, signature, rows = self._prepare(call)
@@ -204,7 +204,7 @@ class ServingCore:
             return run.result(outputs)
 
     def _record(
-        self, call: PredictCall, servable: ServableVersion | None, status: str, started: float
+        self, call: PredictCall, servable: Servable | None, status: str, started: float
     ) -> None:
         self.metrics.request(
             model=call.model.name,
