@@ -1,14 +1,20 @@
-"""The benchmark's data: a clustered catalogue, brute-force truth, index tuning, export."""
+"""The benchmark's data: a clustered catalogue, its index tuned and exported.
+
+Brute-force truth, recall and the tuning sweep are the exporter's own
+(`scann_serving.export.evaluation`), so the benchmark measures what `scann-export` builds.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from scann_serving.export import IndexConfig, default_config
+from scann_serving.export.evaluation import Searcher, TuningResult, build_pybind_searcher, sweep
 
 K = 10
+MAX_K = 100
 
 
 def log(message: str) -> None:
@@ -32,51 +38,43 @@ def catalogue(
     return sample(n), sample(num_queries)
 
 
-def brute_force_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k ids by dot product, 256 queries at a time."""
-    out = []
-    for start in range(0, len(queries), 256):
-        scores = queries[start : start + 256] @ items.T
-        top = np.argpartition(-scores, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        out.append(np.take_along_axis(top, order, axis=1))
-    return np.concatenate(out)
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of the true neighbours found, per query."""
-    return float(
-        np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
-    )
-
-
 def tune(
     items: np.ndarray, queries: np.ndarray, truth: np.ndarray, target: float
-) -> tuple[Any, Any, list]:
-    """Smallest num_leaves_to_search reaching the target recall; returns (config, searcher, sweep)."""
-    from scann_serving.export._index import build_pybind_searcher, default_config
+) -> tuple[IndexConfig, Searcher, TuningResult | None]:
+    """The default index for the catalogue, its knobs tuned as `scann-export --target-recall`
+    tunes them (the fastest setting reaching `target` recall@K against `truth`).
 
-    config = default_config(len(items), k=K, max_k=100)
+    Returns:
+        (the tuned config, the pybind searcher, the sweep); no sweep for a brute-force
+        index (a catalogue of at most `BRUTE_FORCE_MAX_CANDIDATES`), which is exact.
+    """
+    config = default_config(len(items), k=K, max_k=MAX_K)
     log(f"building pybind ScaNN index {config}")
     searcher = build_pybind_searcher(items, config, K)
-    sweep = []
-    for fraction in (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5):
-        leaves = max(1, round(config.num_leaves * fraction))
-        found, _ = searcher.search_batched_parallel(
-            queries,
-            leaves_to_search=leaves,
-            pre_reorder_num_neighbors=config.num_reordering_candidates,
+    if config.brute_force:
+        log("the index is brute force (exact): nothing to tune")
+        return config, searcher, None
+    result = sweep(
+        searcher,
+        config,
+        queries,
+        truth,
+        k=K,
+        max_k=MAX_K,
+        num_candidates=len(items),
+        target_recall=target,
+        progress=log,
+    )
+    if not result.reached:
+        raise SystemExit(
+            f"--target-recall {target}: no setting of the sweep reaches it (best "
+            f"{result.chosen.recall:.3f}); lower --target-recall"
         )
-        r = recall(np.asarray(found), truth)
-        sweep.append({"num_leaves_to_search": leaves, "recall_at_10": r})
-        log(f"  leaves_to_search={leaves:5d} recall@10={r:.4f}")
-        if r >= target:
-            tuned = config.with_search(leaves, config.num_reordering_candidates)
-            return tuned, searcher, sweep
-    raise SystemExit(f"no setting reached recall {target}; raise num_reordering_candidates")
+    log(f"  chosen: {result.chosen}")
+    return result.config, searcher, result
 
 
-def publish(base: Path, items: np.ndarray, queries: np.ndarray, config: Any) -> Path:
+def publish(base: Path, items: np.ndarray, queries: np.ndarray, config: IndexConfig) -> Path:
     """Exports the catalogue as a real SavedModel version under `base`; returns its dir."""
     from scann_serving.export.testing import TinyModelSpec, make_tiny_version
 
@@ -87,5 +85,5 @@ def publish(base: Path, items: np.ndarray, queries: np.ndarray, config: Any) -> 
     spec.item_embeddings = items
     log(f"exporting the SavedModel version (TF ScaNN index, {len(items)} candidates)")
     return make_tiny_version(
-        base, model_name="retrieval", spec=spec, k=K, max_k=100, index_config=config
+        base, model_name="retrieval", spec=spec, k=K, max_k=MAX_K, index_config=config
     )

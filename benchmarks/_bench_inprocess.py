@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _bench_data import K, brute_force_top_k, log, recall
+from _bench_data import K, log
+from scann_serving.export import IndexConfig
+from scann_serving.export.evaluation import Searcher, exact_top_k, recall_at_k
 
 RAW_BATCH_SIZES = (16, 64, 1024)
 
@@ -56,25 +58,27 @@ def _rate(fn: Callable[[], Any], rows: int, calls: int) -> float:
     return rows / time_calls(fn, calls, warmup=3)["p50_ms"] * 1e3  # best of 3 rounds
 
 
-def raw_scann(searcher: Any, config: Any, queries: np.ndarray, n: int) -> dict[str, Any]:
+def raw_scann(
+    searcher: Searcher, config: IndexConfig, queries: np.ndarray, n: int
+) -> dict[str, Any]:
     """pybind ScaNN: one query at a time, and batched at RAW_BATCH_SIZES."""
-    leaves, reorder = config.num_leaves_to_search, config.num_reordering_candidates
+    knobs = config.search_kwargs(K)
     it = iter(range(10**9))
 
     def single() -> None:
-        searcher.search(queries[next(it) % len(queries)], K, reorder, leaves)
+        searcher.search(queries[next(it) % len(queries)], K, **knobs)
 
     out: dict[str, Any] = {"single": time_calls(single, n), "batched_qps": {}}
     for size in RAW_BATCH_SIZES:
         batch = queries[:size]
         calls = max(20, 20_000 // size)
         out["batched_qps"][str(size)] = _rate(
-            lambda b=batch: searcher.search_batched_parallel(b, K, reorder, leaves), size, calls
+            lambda b=batch: searcher.search_batched_parallel(b, K, **knobs), size, calls
         )
     # ScaNN's plain batched call runs on one thread: the other reading of "raw batched".
     batch = queries[: RAW_BATCH_SIZES[-1]]
     out["batched_serial_qps"] = _rate(
-        lambda: searcher.search_batched(batch, K, reorder, leaves), len(batch), 20
+        lambda: searcher.search_batched(batch, K, **knobs), len(batch), 20
     )
     return out
 
@@ -96,7 +100,7 @@ def signature(version_dir: Path, queries: np.ndarray, truth: np.ndarray, n: int)
 
     found = model.signatures["search_embedding"](embedding=tf.constant(queries[: len(truth)]))
     ids = np.char.decode(found["identifiers"].numpy().astype(bytes)).astype(str)
-    exported = recall(np.asarray([[int(x[5:]) for x in row] for row in ids]), truth)
+    exported = recall_at_k(np.asarray([[int(x[5:]) for x in row] for row in ids]), truth, K)
     log(f"exported SavedModel recall@10 vs brute force: {exported:.4f}")
     return {
         "exported_recall_at_10": exported,
@@ -115,16 +119,14 @@ def brute_force(items: np.ndarray, queries: np.ndarray, n: int) -> dict:
 
     return {
         "brute_force_single": time_calls(single, max(30, n // 20), warmup=5),
-        "brute_force_batched_qps": _rate(
-            lambda: brute_force_top_k(items, queries[:256], K), 256, 6
-        ),
+        "brute_force_batched_qps": _rate(lambda: exact_top_k(queries[:256], items, K), 256, 6),
     }
 
 
 def in_process(
     truth: np.ndarray,
-    searcher: Any,
-    config: Any,
+    searcher: Searcher,
+    config: IndexConfig,
     items: np.ndarray,
     queries: np.ndarray,
     version_dir: Path,

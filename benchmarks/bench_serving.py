@@ -42,17 +42,18 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_data import K, brute_force_top_k, catalogue, log, publish, tune
+from _bench_data import K, catalogue, log, publish, tune
 from _bench_inprocess import in_process
 from _bench_report import plot, table, targets
 from _bench_served import MODES, external, served
+from scann_serving.export import IndexConfig
+from scann_serving.export.evaluation import exact_top_k
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,7 +91,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def exported_search(version_dir: Path, tuned: Any) -> Any:
+def exported_search(version_dir: Path, tuned: IndexConfig) -> IndexConfig:
     """`tuned` with the leaves searched and reordering of the reused version's manifest.
 
     Tuning is re-run on every start and ScaNN's training is not bit-for-bit repeatable, so
@@ -138,8 +139,8 @@ def main() -> None:
     items, queries = catalogue(
         args.num_candidates, args.dim, args.num_queries, args.seed, args.spread
     )
-    truth = brute_force_top_k(items, queries[:1000], K)
-    config, searcher, sweep = tune(items, queries[:1000], truth, args.target_recall)
+    truth = exact_top_k(queries[:1000], items, K)
+    config, searcher, tuning = tune(items, queries[:1000], truth, args.target_recall)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         base = args.model_dir or Path(tmp) / "retrieval"
         existing = sorted(p for p in base.glob("[0-9]*") if p.is_dir()) if base.exists() else []
@@ -178,8 +179,8 @@ def main() -> None:
         "load_average": load_average,
         "index": config.to_dict(),
         "recall_at_10": ip["exported_recall_at_10"],
-        "tuning_recall_at_10": sweep[-1]["recall_at_10"],
-        "tuning_sweep": sweep,
+        "tuning_recall_at_10": tuning.chosen.recall if tuning else 1.0,
+        "tuning_sweep": tuning.to_dict()["sweep"] if tuning else [],
         "cpus": os.cpu_count(),
         "in_process": ip,
         "served": served_results,

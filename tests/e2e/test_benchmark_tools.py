@@ -5,7 +5,9 @@
   error (HTTP 200 + grpc-status trailer, which h2load counts as success) is caught by the
   server's request counter, as `_bench_served.native_client` relies on;
 * the report (`benchmarks/_bench_report.py`) recomputes the committed results' targets
-  from their raw numbers.
+  from their raw numbers;
+* the data (`benchmarks/_bench_data.py`) tunes its index with the exporter's own sweep,
+  brute-force truth and recall (`scann_serving.export.evaluation`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scann_serving.export.evaluation import exact_top_k, recall_at_k, scann_top_k
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import _bench_data  # noqa: E402
 import _bench_h2load  # noqa: E402
 import _bench_report  # noqa: E402
 import _bench_served  # noqa: E402
@@ -77,3 +81,29 @@ def test_report_recomputes_the_committed_targets(tmp_path: Path) -> None:
     assert "Target 1, served gRPC p50" in text and "Target 2, batched served" in text
     _bench_report.plot(results, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tuning_is_the_exporters_sweep_and_reaches_the_target() -> None:
+    k = _bench_data.K
+    items, queries = _bench_data.catalogue(6_000, 8, 200, seed=0, spread=1.0)
+    truth = exact_top_k(queries, items, k)
+
+    config, searcher, tuning = _bench_data.tune(items, queries, truth, 0.9)
+
+    assert tuning is not None and tuning.reached and config == tuning.config
+    assert not config.brute_force and len(tuning.points) > 1
+    found = scann_top_k(searcher, queries, k, config.search_kwargs(k))
+    assert recall_at_k(found, truth, k) == pytest.approx(tuning.chosen.recall)
+    assert tuning.chosen.recall >= 0.9
+
+
+def test_a_brute_force_catalogue_is_not_tuned_and_exact() -> None:
+    k = _bench_data.K
+    items, queries = _bench_data.catalogue(1_000, 8, 50, seed=1, spread=1.0)
+    truth = exact_top_k(queries, items, k)
+
+    config, searcher, tuning = _bench_data.tune(items, queries, truth, 0.95)
+
+    assert config.brute_force and tuning is None
+    found = scann_top_k(searcher, queries, k, config.search_kwargs(k))
+    assert recall_at_k(found, truth, k) == 1.0

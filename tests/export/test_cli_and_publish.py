@@ -1,4 +1,4 @@
-"""The command's flags and errors, atomic publish, and the package's public surface."""
+"""The command's flags and errors, and atomic publish (the public surface: test_package_layout)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import scann_serving.export as export
 from _export_support import tf_env
 from scann_serving.export._cli import config_from_args, main, parser
 from scann_serving.export._publish import STAGING_PREFIX, publish
@@ -105,11 +104,3 @@ def test_stale_staging_of_dead_exporters_is_removed_live_ones_kept(tmp_path: Pat
     assert published == tmp_path / "1"
     assert not dead.exists() and live.exists()
     assert (published / "assets.extra" / "scann_manifest.json").is_file()
-
-
-def test_public_surface_is_what_all_claims() -> None:
-    for name in export.__all__:
-        assert getattr(export, name) is not None, name
-    assert callable(export.export_model)
-    with pytest.raises(AttributeError):
-        _ = export.not_a_name  # type: ignore[attr-defined]

@@ -53,9 +53,24 @@ def test_index_options_that_cannot_work_name_the_knob(options: IndexOptions, mes
         options.resolve(1_000, k=10, max_k=100)
 
 
+def test_search_kwargs_are_the_query_time_knobs_of_the_index() -> None:
+    tree = IndexConfig(
+        num_leaves=100, num_leaves_to_search=7, num_reordering_candidates=50, brute_force=False
+    )
+    assert tree.search_kwargs() == {"leaves_to_search": 7, "pre_reorder_num_neighbors": 50}
+    # At least k candidates are reordered, whatever the config says.
+    assert tree.search_kwargs(80)["pre_reorder_num_neighbors"] == 80
+    assert tree.with_search(9, 200).search_kwargs(10) == {
+        "leaves_to_search": 9,
+        "pre_reorder_num_neighbors": 200,
+    }
+    assert IndexConfig(brute_force=True).search_kwargs(10) == {}
+
+
 def test_the_in_process_twin_is_the_exported_index() -> None:
     """Tuning and benchmarks run on a pybind twin of the TF searcher: same results, any knobs."""
-    from scann_serving.export._index import build_tf_searcher, pybind_twin
+    from scann_serving.export._index import build_pybind_searcher, build_tf_searcher, pybind_twin
+    from scann_serving.export._types import ExportedSearcher, Searcher
 
     rng = np.random.default_rng(0)
     db = rng.standard_normal((3_000, 16)).astype(np.float32)
@@ -63,9 +78,14 @@ def test_the_in_process_twin_is_the_exported_index() -> None:
     config = tree_config(3_000)
     exported = build_tf_searcher(db, config, 10)
     twin = pybind_twin(exported, db, config, 10)
+    brute = build_pybind_searcher(db, default_config(3_000), 10)
+    assert isinstance(exported, ExportedSearcher)
+    assert all(isinstance(s, Searcher) for s in (exported, twin, brute))
+    assert not isinstance(twin, ExportedSearcher)
     for leaves, reorder in ((config.num_leaves_to_search, 100), (20, 300)):
-        want = exported.search_batched(queries, 10, reorder, leaves)[0].numpy()
-        got = np.asarray(twin.search_batched(queries, 10, reorder, leaves)[0])
+        knobs = config.with_search(leaves, reorder).search_kwargs(10)
+        want = exported.search_batched(queries, 10, **knobs)[0].numpy()
+        got = np.asarray(twin.search_batched(queries, 10, **knobs)[0])
         assert (want == got).all()
 
 

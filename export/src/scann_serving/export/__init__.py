@@ -7,8 +7,9 @@ The Python API of `scann-export`::
     result = export_model(ExportConfig(output=Path("models/retrieval"), dataset="synthetic"))
     result.version_dir, result.manifest["evaluation"]["recall_at_k"]
 
-Names that need TensorFlow (the pipeline, towers, data sources) are imported on first use,
-so reading constants such as `MANIFEST_FILENAME` stays cheap.
+Importing the package does not import TensorFlow (a test holds it to that): the steps that
+need it (training, the index, the SavedModel) import it when `export_model` runs, so
+`scann-export --help`, the options and constants such as `MANIFEST_FILENAME` stay cheap.
 
 Errors: `DataError` (a `--dataset` or tower input is unusable), `ValueError` (an option is
 out of range), `VersionExistsError` (never overwrite), `VerificationError` (the version did
@@ -17,13 +18,12 @@ not reload identically in a fresh process; nothing was published).
 
 from __future__ import annotations
 
-import importlib
 import os as _os
-from typing import Any
 
 # TFRS needs the Keras 2 API; this must be decided before TensorFlow is first imported.
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from scann_serving.export._config import ExportConfig
 from scann_serving.export._data import DataError, Interactions, SyntheticSpec
 from scann_serving.export._index import (
     IndexConfig,
@@ -36,22 +36,15 @@ from scann_serving.export._manifest import (
     MANIFEST_FILENAME,
     WARMUP_FILENAME,
 )
+from scann_serving.export._options import OwnTowersOptions, TrainingOptions
+from scann_serving.export._pipeline import ExportResult, export_model
 from scann_serving.export._publish import (
+    VerificationError,
     VersionExistsError,
     existing_versions,
     next_version,
 )
-
-_LAZY = {
-    "ExportConfig": "_pipeline",
-    "ExportResult": "_pipeline",
-    "export_model": "_pipeline",
-    "DataOptions": "_sources",
-    "load_dataset": "_sources",
-    "TrainingOptions": "_options",
-    "OwnTowersOptions": "_options",
-    "VerificationError": "_verify",
-}
+from scann_serving.export._sources import DataOptions, load_dataset
 
 __all__ = [
     "ASSETS_EXTRA",
@@ -76,10 +69,3 @@ __all__ = [
     "next_version",
     "tree_config",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f"scann_serving.export.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'scann_serving.export' has no attribute {name!r}")

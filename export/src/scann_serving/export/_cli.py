@@ -7,10 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from scann_serving.export._config import ExportConfig
 from scann_serving.export._data import DataError, SyntheticSpec
 from scann_serving.export._index import INDEX_KINDS, IndexOptions
 from scann_serving.export._options import OwnTowersOptions, TrainingOptions
-from scann_serving.export._pipeline import ExportConfig
+from scann_serving.export._pipeline import export_model
+from scann_serving.export._publish import VerificationError, VersionExistsError
+from scann_serving.export._report import summary
 from scann_serving.export._sources import DATASET_HELP, DataOptions
 
 EXIT_USAGE = 2
@@ -160,11 +163,6 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scann-export` and `python -m scann_serving.export`."""
-    from scann_serving.export._pipeline import export_model
-    from scann_serving.export._publish import VersionExistsError
-    from scann_serving.export._report import summary
-    from scann_serving.export._verify import VerificationError
-
     args = parser().parse_args(argv)
     from scann_serving.client._quiet_tf import start_tensorflow
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scann_serving.export._types import Searcher, SearchKnobs
 
 TOP_K_LEVELS = (1, 5, 10, 50, 100)
 _CHUNK_BYTES = 256 * 2**20
@@ -39,9 +40,9 @@ def recall_at_k(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean(hits) / min(k, exact.shape[1])) if hits else float("nan")
 
 
-def scann_top_k(searcher: Any, queries: np.ndarray, k: int, **knobs: int) -> np.ndarray:
-    """Batched ScaNN search, indices `[len(queries), k]` (knobs: pre_reorder_num_neighbors,
-    leaves_to_search; omitted ones use the searcher's config)."""
+def scann_top_k(searcher: Searcher, queries: np.ndarray, k: int, knobs: SearchKnobs) -> np.ndarray:
+    """Batched ScaNN search with query-time `knobs` (`IndexConfig.search_kwargs`); indices
+    `[len(queries), k]`."""
     indices, _ = searcher.search_batched(queries, final_num_neighbors=k, **knobs)
     return np.asarray(indices, dtype=np.int64)
 
@@ -119,10 +120,10 @@ def _tile(queries: np.ndarray, n: int) -> np.ndarray:
 
 
 def searcher_latency(
-    searcher: Any, queries: np.ndarray, k: int, knobs: dict[str, int], **kw: Any
+    searcher: Searcher, queries: np.ndarray, k: int, knobs: SearchKnobs, **kw: Any
 ) -> dict[str, float]:
-    """`latency` for a ScaNN pybind searcher with query-time `knobs` (leaves_to_search,
-    pre_reorder_num_neighbors); batches use its multi-threaded batched search."""
+    """`latency` for a ScaNN pybind searcher with query-time `knobs`
+    (`IndexConfig.search_kwargs`); batches use its multi-threaded batched search."""
     return latency(
         lambda q: searcher.search(q, final_num_neighbors=k, **knobs),
         lambda b: searcher.search_batched_parallel(b, final_num_neighbors=k, **knobs),

@@ -4,7 +4,7 @@
 reordering, or brute force). It is recorded in the manifest, tuned by `_tuning`, and turned
 into either a TensorFlow-op searcher (what the SavedModel carries) or an in-process pybind
 searcher (what benchmarks compare against) by the builders below, so both are always the
-same index.
+same index; `IndexConfig.search_kwargs` gives the query-time knobs every search of it passes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.export._types import ExportedSearcher, Searcher, SearchKnobs
 
 DISTANCE_MEASURE = "dot_product"
 #: Catalogues at or below this size are searched exhaustively: a tree buys nothing there.
@@ -82,6 +83,28 @@ class IndexConfig:
             num_reordering_candidates=num_reordering_candidates,
         )
 
+    def search_kwargs(self, k: int = 0) -> SearchKnobs:
+        """The query-time knobs of this index, as keyword arguments of ScaNN's search calls.
+
+        Every search of this index (the SavedModel's signatures, the cross-check through the
+        TensorFlow op, the in-process twin during tuning, evaluation and benchmarks) passes
+        these, so all of them search the same way.
+
+        Args:
+            k: The number of results asked for: at least this many candidates are
+                reordered (ScaNN needs `pre_reorder_num_neighbors >= k`).
+
+        Returns:
+            Empty for brute force (nothing to choose at query time), else
+            `leaves_to_search` and `pre_reorder_num_neighbors`.
+        """
+        if self.brute_force:
+            return {}
+        return {
+            "leaves_to_search": self.num_leaves_to_search,
+            "pre_reorder_num_neighbors": max(k, self.num_reordering_candidates),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the manifest."""
         return {"distance_measure": DISTANCE_MEASURE, **dataclasses.asdict(self)}
@@ -135,7 +158,7 @@ def _configure(builder: Any, config: IndexConfig, num_candidates: int) -> Any:
     return builder.reorder(config.num_reordering_candidates)
 
 
-def build_tf_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> Any:
+def build_tf_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> ExportedSearcher:
     """Builds the TensorFlow-op ScaNN searcher (`scann.scann_ops`) the SavedModel carries."""
     from scann.scann_ops.py import scann_ops
 
@@ -144,7 +167,7 @@ def build_tf_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> An
     return _configure(scann_ops.builder(db, k, DISTANCE_MEASURE), config, len(db)).build()
 
 
-def build_pybind_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> Any:
+def build_pybind_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -> Searcher:
     """Builds the same index as an in-process pybind searcher (for tuning and benchmarks)."""
     from scann.scann_ops.py import scann_ops_pybind
 
@@ -153,7 +176,9 @@ def build_pybind_searcher(embeddings: np.ndarray, config: IndexConfig, k: int) -
     return _configure(scann_ops_pybind.builder(db, k, DISTANCE_MEASURE), config, len(db)).build()
 
 
-def pybind_twin(tf_searcher: Any, embeddings: np.ndarray, config: IndexConfig, k: int) -> Any:
+def pybind_twin(
+    tf_searcher: ExportedSearcher, embeddings: np.ndarray, config: IndexConfig, k: int
+) -> Searcher:
     """The very index `tf_searcher` holds, as an in-process pybind searcher.
 
     Training a second index with the same config gives a different tree (16% equal results

@@ -27,6 +27,7 @@ from scann_serving.client.contract import (
     K,
 )
 from scann_serving.export._index import IndexConfig
+from scann_serving.export._types import ExportedSearcher
 
 #: Batches at least this large are searched with ScaNN's multi-threaded batched search.
 PARALLEL_MIN_BATCH = 8
@@ -50,7 +51,7 @@ class RetrievalModule(tf.Module):
         *,
         query_model: Callable[[tf.Tensor], tf.Tensor],
         identifiers: np.ndarray,
-        searcher: Any,
+        searcher: ExportedSearcher,
         index_config: IndexConfig,
         embedding_dim: int,
         k: int,
@@ -67,13 +68,11 @@ class RetrievalModule(tf.Module):
         self.index_state = searcher.serialize_to_module()
         self.default_k = tf.constant(k, tf.int32)
         self.max_k = tf.constant(max_k, tf.int32)
-        self.reordering = tf.constant(
-            0 if index_config.brute_force else index_config.num_reordering_candidates, tf.int32
-        )
-        # Passed at query time, so a tuned config needs no retraining of the index.
-        self.leaves_to_search = tf.constant(
-            -1 if index_config.brute_force else index_config.num_leaves_to_search, tf.int32
-        )
+        # Passed at query time, so a tuned config needs no retraining of the index. Brute
+        # force has no knobs: 0 reordering and -1 leaves leave both to the searcher.
+        knobs = index_config.search_kwargs()
+        self.reordering = tf.constant(knobs.get("pre_reorder_num_neighbors", 0), tf.int32)
+        self.leaves_to_search = tf.constant(knobs.get("leaves_to_search", -1), tf.int32)
         self._build_signatures(embedding_dim)
 
     def _build_signatures(self, dim: int) -> None:
@@ -120,6 +119,7 @@ class RetrievalModule(tf.Module):
             return tf.identity(embedding)
 
     def _search(self, embeddings: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # `IndexConfig.search_kwargs(k)` for a k known only at query time.
         pre_reorder = tf.where(self.reordering > 0, tf.maximum(k, self.reordering), -1)
         parallel = tf.shape(embeddings)[0] >= PARALLEL_MIN_BATCH
         from scann.scann_ops.py import scann_ops

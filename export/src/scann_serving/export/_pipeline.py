@@ -8,67 +8,22 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scann_serving.export._config import ExportConfig
 from scann_serving.export._data import Interactions
-from scann_serving.export._index import IndexOptions
-from scann_serving.export._options import OwnTowersOptions, TrainingOptions
-from scann_serving.export._sources import DataOptions, load_dataset
+from scann_serving.export._evaluation import held_out_pairs
+from scann_serving.export._publish import VersionExistsError
+from scann_serving.export._sources import load_dataset
+from scann_serving.export._types import Catalogue, Progress, Queries
 
 if TYPE_CHECKING:
     from scann_serving.export._towers import Towers
 
-Progress = Callable[[str], None]
 WARMUP_QUERIES = 8
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """Everything one export needs; the CLI flags map one-to-one onto these fields.
-
-    Attributes:
-        output: The model base path; the version is written under it.
-        dataset: A `--dataset` spec; optional with `own_towers` (then used for evaluation).
-        own_towers: Bring-your-own query tower and candidates instead of training.
-        augment_candidates: Perturbed copies of the catalogue to add (benchmark scale).
-        target_recall: Tune the search knobs to reach this recall@k, fastest first.
-        eval_queries: Held-out queries for recall, tuning and latency.
-        verify: Load the version in a fresh process before publishing it.
-    """
-
-    output: Path
-    dataset: str | None = "synthetic"
-    model_name: str = "retrieval"
-    version: int | None = None
-    data: DataOptions = field(default_factory=DataOptions)
-    training: TrainingOptions = field(default_factory=TrainingOptions)
-    own_towers: OwnTowersOptions | None = None
-    k: int = 10
-    max_k: int = 100
-    index: IndexOptions = field(default_factory=IndexOptions)
-    target_recall: float | None = None
-    augment_candidates: int = 0
-    eval_queries: int = 1000
-    latency_queries: int = 200
-    verify: bool = True
-    seed: int = 42
-
-    def validate(self) -> None:
-        """Raises `ValueError` naming the option when the combination cannot work."""
-        if self.dataset is None and self.own_towers is None:
-            raise ValueError("pass --dataset, or --query-model with --candidates")
-        if not 1 <= self.k <= self.max_k:
-            raise ValueError(f"need 1 <= -k ({self.k}) <= --max-k ({self.max_k})")
-        if self.augment_candidates < 0:
-            raise ValueError(f"--augment-candidates {self.augment_candidates} must be >= 0")
-        if self.eval_queries < 1 or self.latency_queries < 1:
-            raise ValueError("--eval-queries and --latency-queries must be positive")
-        if self.version is not None and self.version < 1:
-            raise ValueError(f"--version {self.version} must be a positive integer")
 
 
 @dataclass
@@ -88,23 +43,6 @@ class ExportResult:
     manifest: dict[str, Any]
     plot: Path | None
     seconds: float
-
-
-@dataclass
-class _Catalogue:
-    identifiers: np.ndarray
-    embeddings: np.ndarray
-    original_size: int
-
-
-@dataclass
-class _Queries:
-    """Held-out queries: keys, their embeddings, and the test pairs mapped to rows."""
-
-    keys: np.ndarray
-    embeddings: np.ndarray
-    pair_rows: np.ndarray | None = None
-    pair_items: np.ndarray | None = None
 
 
 def stderr_progress() -> Progress:
@@ -127,8 +65,6 @@ def export_model(config: ExportConfig, progress: Progress | None = None) -> Expo
         VersionExistsError: `config.version` already exists.
         VerificationError: The version does not reload identically in a fresh process.
     """
-    from scann_serving.export._publish import VersionExistsError
-
     config.validate()
     if config.version is not None and (config.output / str(config.version)).exists():
         raise VersionExistsError(
@@ -138,6 +74,8 @@ def export_model(config: ExportConfig, progress: Progress | None = None) -> Expo
     progress = progress or stderr_progress()
     started = time.perf_counter()
     data = load_data(config, progress)  # before TensorFlow is imported: bad input fails fast
+    # The steps import TensorFlow; importing them here keeps `import scann_serving.export`
+    # and `scann-export --help` free of it.
     from scann_serving.export import _stages
 
     towers = _stages.towers(config, data, progress)
@@ -170,12 +108,12 @@ def load_data(config: ExportConfig, progress: Progress) -> Interactions | None:
     return data
 
 
-def augment(towers: Towers, copies: int, seed: int, progress: Progress) -> _Catalogue:
+def augment(towers: Towers, copies: int, seed: int, progress: Progress) -> Catalogue:
     """The catalogue plus `copies` perturbed copies (the TFRS tutorial's enlarged catalogue:
     each copy is the embeddings times uniform(0, 1) noise, with its own identifiers)."""
     ids, emb = towers.identifiers, np.ascontiguousarray(towers.embeddings, dtype=np.float32)
     if copies == 0:
-        return _Catalogue(ids, emb, len(ids))
+        return Catalogue(ids, emb, len(ids))
     total = len(ids) * (copies + 1)
     progress(f"augmenting the catalogue: {copies:,} perturbed copies -> {total:,} candidates")
     rng = np.random.default_rng(seed)
@@ -186,16 +124,14 @@ def augment(towers: Towers, copies: int, seed: int, progress: Progress) -> _Cata
         rows = slice(j * len(ids), (j + 1) * len(ids))
         embeddings[rows] = emb * rng.uniform(0.0, 1.0, emb.shape).astype(np.float32)
         names.append(np.asarray([f"{i} (copy {j})" for i in ids], dtype=object))
-    return _Catalogue(np.concatenate(names), embeddings, len(ids))
+    return Catalogue(np.concatenate(names), embeddings, len(ids))
 
 
 def held_out_queries(
-    config: ExportConfig, data: Interactions | None, towers: Towers, catalogue: _Catalogue
-) -> _Queries:
+    config: ExportConfig, data: Interactions | None, towers: Towers, catalogue: Catalogue
+) -> Queries:
     """The distinct test-split users (with their test pairs), or, without a dataset,
     a sample of candidate embeddings used as queries."""
-    from scann_serving.export._evaluation import held_out_pairs
-
     if data is None:
         rng = np.random.default_rng(config.seed)
         rows = rng.choice(
@@ -204,10 +140,10 @@ def held_out_queries(
             replace=False,
         )
         keys = np.asarray([f"query-{i}" for i in range(WARMUP_QUERIES)], dtype=object)
-        return _Queries(keys=keys, embeddings=catalogue.embeddings[rows])
+        return Queries(keys=keys, embeddings=catalogue.embeddings[rows])
     users, pair_rows, pair_items = held_out_pairs(
         data.test_users, data.test_items, catalogue.identifiers
     )
     if len(users) == 0:
         users, pair_rows, pair_items = data.users[:1], np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return _Queries(users, towers.embed_queries(users), pair_rows, pair_items)
+    return Queries(users, towers.embed_queries(users), pair_rows, pair_items)

@@ -27,6 +27,16 @@ class VersionExistsError(FileExistsError):
     """The requested version directory exists; versions are never overwritten."""
 
 
+class VerificationError(RuntimeError):
+    """The export did not load or answer like the in-memory model in a fresh process.
+
+    Raised by the `check` of `publish` (see `_verify`), so nothing was published. It lives
+    here rather than in `_verify` because that module also runs as a script
+    (`python -m scann_serving.export._verify`), which must not be imported by the package
+    `__init__` first.
+    """
+
+
 def existing_versions(base_path: Path) -> list[int]:
     """The positive integer version directories under `base_path`, ascending."""
     if not base_path.is_dir():

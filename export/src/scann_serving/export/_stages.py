@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from scann_serving.export._config import ExportConfig
 from scann_serving.export._data import Interactions
 from scann_serving.export._evaluation import (
     TOP_K_LEVELS,
@@ -26,9 +27,7 @@ from scann_serving.export._index import (
 from scann_serving.export._manifest import ASSETS_EXTRA, build_manifest, fingerprint
 from scann_serving.export._towers import Towers
 from scann_serving.export._tuning import PLOT_FILENAME, TuningResult, plot, sweep
-
-if TYPE_CHECKING:
-    from scann_serving.export._pipeline import ExportConfig, Progress, _Catalogue, _Queries
+from scann_serving.export._types import Catalogue, ExportedSearcher, Progress, Queries, Searcher
 
 TOP_K_DEPTH = 100
 
@@ -53,24 +52,14 @@ class Measured:
     index_config: IndexConfig
     tuning: TuningResult | None
     evaluation: dict[str, Any]
-    tf_searcher: Any
-
-
-def knobs(config: IndexConfig, depth: int = 0) -> dict[str, int]:
-    """Query-time search parameters of `config` (empty for brute force)."""
-    if config.brute_force:
-        return {}
-    return {
-        "leaves_to_search": config.num_leaves_to_search,
-        "pre_reorder_num_neighbors": max(depth, config.num_reordering_candidates),
-    }
+    tf_searcher: ExportedSearcher
 
 
 def measure(
     config: ExportConfig,
     index_config: IndexConfig,
-    catalogue: _Catalogue,
-    queries: _Queries,
+    catalogue: Catalogue,
+    queries: Queries,
     progress: Progress,
 ) -> Measured:
     """Builds the exported index once, tunes its query-time knobs (`--target-recall`) and
@@ -86,7 +75,7 @@ def measure(
     evaluation = evaluate(config, index_config, searcher, catalogue, queries, exact, progress)
     # Cross-check through the TensorFlow op the SavedModel calls, with the same knobs.
     eval_q = queries.embeddings[: config.eval_queries]
-    found, _ = tf_searcher.search_batched(eval_q, config.k, *_tf_knobs(index_config))
+    found, _ = tf_searcher.search_batched(eval_q, config.k, **index_config.search_kwargs(config.k))
     evaluation["recall_at_k_exported_index"] = recall_at_k(
         np.asarray(found), exact[: len(eval_q)], config.k
     )
@@ -96,8 +85,8 @@ def measure(
 def tune(
     config: ExportConfig,
     index_config: IndexConfig,
-    searcher: Any,
-    queries: _Queries,
+    searcher: Searcher,
+    queries: Queries,
     exact: np.ndarray,
     searcher_rows: np.ndarray,
     progress: Progress,
@@ -126,13 +115,9 @@ def tune(
     return tuning
 
 
-def _tf_knobs(cfg: IndexConfig) -> tuple[int | None, int | None]:
-    if cfg.brute_force:
-        return None, None
-    return cfg.num_reordering_candidates, cfg.num_leaves_to_search
-
-
-def _timed_build(catalogue: _Catalogue, cfg: IndexConfig, k: int, progress: Progress) -> Any:
+def _timed_build(
+    catalogue: Catalogue, cfg: IndexConfig, k: int, progress: Progress
+) -> ExportedSearcher:
     size = len(catalogue.embeddings)
     progress(f"building the ScaNN index over {size:,} candidates: {_describe(cfg)}")
     started = time.perf_counter()
@@ -153,18 +138,18 @@ def _describe(cfg: IndexConfig) -> str:
 def evaluate(
     config: ExportConfig,
     index_config: IndexConfig,
-    searcher: Any,
-    catalogue: _Catalogue,
-    queries: _Queries,
+    searcher: Searcher,
+    catalogue: Catalogue,
+    queries: Queries,
     exact: np.ndarray,
     progress: Progress,
 ) -> dict[str, Any]:
     """Top-k accuracy (brute force and ScaNN), recall@k vs brute force, latency of both."""
     k, depth, n = config.k, exact.shape[1], len(catalogue.embeddings)
     progress("evaluating: factorized top-k accuracy, recall, latency")
-    scann_top = scann_top_k(searcher, queries.embeddings, depth, **knobs(index_config, depth))
+    scann_top = scann_top_k(searcher, queries.embeddings, depth, index_config.search_kwargs(depth))
     eval_q = queries.embeddings[: config.eval_queries]
-    at_k = scann_top_k(searcher, eval_q, k, **knobs(index_config))
+    at_k = scann_top_k(searcher, eval_q, k, index_config.search_kwargs(k))
     out: dict[str, Any] = {
         "k": k,
         "queries": len(eval_q),
@@ -179,12 +164,11 @@ def evaluate(
             "chance": {f"top_{lv}": min(1.0, lv / n) for lv in TOP_K_LEVELS if lv <= depth},
         }
     reorder = min(TOP_K_DEPTH, len(catalogue.embeddings))
-    brute = build_pybind_searcher(
-        catalogue.embeddings, IndexConfig(num_reordering_candidates=reorder), k
-    )
+    brute_config = IndexConfig(num_reordering_candidates=reorder)
+    brute = build_pybind_searcher(catalogue.embeddings, brute_config, k)
     lat_q = config.latency_queries
-    bf = searcher_latency(brute, eval_q, k, {}, single_queries=lat_q)
-    sc = searcher_latency(searcher, eval_q, k, knobs(index_config), single_queries=lat_q)
+    bf = searcher_latency(brute, eval_q, k, brute_config.search_kwargs(k), single_queries=lat_q)
+    sc = searcher_latency(searcher, eval_q, k, index_config.search_kwargs(k), single_queries=lat_q)
     out["latency"] = {
         "brute_force": bf,
         "scann": sc,
@@ -207,8 +191,8 @@ def publish_version(
     config: ExportConfig,
     data: Interactions | None,
     towers: Towers,
-    catalogue: _Catalogue,
-    queries: _Queries,
+    catalogue: Catalogue,
+    queries: Queries,
     measured: Measured,
     progress: Progress,
 ) -> Published:
@@ -270,7 +254,7 @@ def _manifest(
     config: ExportConfig,
     data: Interactions | None,
     towers: Towers,
-    catalogue: _Catalogue,
+    catalogue: Catalogue,
     measured: Measured,
     signatures: dict[str, Any],
     max_k: int,

@@ -8,7 +8,6 @@ Either way the result is a `Towers`: a query model (string keys `[batch]` -> flo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,8 +16,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 from scann_serving.export._data import Interactions
 from scann_serving.export._options import TrainingOptions
+from scann_serving.export._types import Progress
 
-Progress = Callable[[str], None]
 EMBED_BATCH = 4096
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scann_serving.export._evaluation import recall_at_k, scann_top_k, single_query_ms
 from scann_serving.export._index import IndexConfig
+from scann_serving.export._types import Progress, Searcher, SearchKnobs
 
 LEAF_FRACTIONS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 REORDER_MULTIPLES = (1, 2, 4, 10)
@@ -74,7 +75,7 @@ def grid(config: IndexConfig, max_k: int, num_candidates: int) -> list[tuple[int
 
 
 def sweep(
-    searcher: Any,
+    searcher: Searcher,
     config: IndexConfig,
     queries: np.ndarray,
     exact: np.ndarray,
@@ -84,7 +85,7 @@ def sweep(
     num_candidates: int,
     target_recall: float,
     latency_queries: int = 100,
-    progress: Callable[[str], None] = print,
+    progress: Progress = print,
 ) -> TuningResult:
     """Measures every grid point on `searcher` (a pybind searcher built with `config`).
 
@@ -100,8 +101,8 @@ def sweep(
     pairs = grid(config, max_k, num_candidates)
     progress(f"tuning: {len(pairs)} settings, recall@{k} on {len(queries)} held-out queries")
     for i, (leaves, reorder) in enumerate(pairs, 1):
-        knobs = {"leaves_to_search": leaves, "pre_reorder_num_neighbors": max(reorder, k)}
-        found = scann_top_k(searcher, queries, k, **knobs)
+        knobs = config.with_search(leaves, reorder).search_kwargs(k)
+        found = scann_top_k(searcher, queries, k, knobs)
         times = single_query_ms(_searcher_call(searcher, k, knobs), queries, latency_queries)
         point = SweepPoint(leaves, reorder, recall_at_k(found, exact, k), statistics.median(times))
         points.append(point)
@@ -112,7 +113,7 @@ def sweep(
     return _choose(config, points, target_recall, k)
 
 
-def _searcher_call(searcher: Any, k: int, knobs: dict[str, int]) -> Callable[[np.ndarray], Any]:
+def _searcher_call(searcher: Searcher, k: int, knobs: SearchKnobs) -> Callable[[np.ndarray], Any]:
     def search_one(query: np.ndarray) -> Any:
         return searcher.search(query, final_num_neighbors=k, **knobs)
 

@@ -26,12 +26,9 @@ from typing import Any
 import numpy as np
 from scann_serving.client.contract import IDENTIFIERS, SCORES, SERVING_DEFAULT
 from scann_serving.export._manifest import ASSETS_EXTRA, WARMUP_FILENAME
+from scann_serving.export._publish import VerificationError
 
 Call = Callable[[str, dict[str, Any]], dict[str, Any]]
-
-
-class VerificationError(RuntimeError):
-    """The export did not load or answer like the in-memory model in a fresh process."""
 
 
 def replay_warmup(version_dir: Path, call: Call) -> list[dict[str, Any]]:
