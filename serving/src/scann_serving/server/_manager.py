@@ -13,12 +13,11 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scann_serving.server._config import ServerConfig, validate_model_server_config
+from scann_serving.server._config import ModelsConfig, validate_model_server_config
 from scann_serving.server._errors import InvalidArgument, NotFound
 from scann_serving.server._metrics import Metrics
 from scann_serving.server._model import LoadError, ServableVersion
@@ -77,12 +76,9 @@ def list_versions(base_path: str) -> list[int] | None:
 class ModelManager:
     """Owns every model's versions; thread-safe; knows nothing about gRPC or HTTP."""
 
-    def __init__(
-        self, config: ServerConfig, metrics: Metrics, on_change: Callable[[], None]
-    ) -> None:
+    def __init__(self, config: ModelsConfig, metrics: Metrics) -> None:
         self._config = config
         self._metrics = metrics
-        self._on_change = on_change
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
@@ -110,7 +106,6 @@ class ModelManager:
             gc.collect()
         if poll:
             self.poll_once()
-        self._on_change()
 
     # --- polling -------------------------------------------------------------------
     def start(self) -> None:
@@ -174,7 +169,6 @@ class ModelManager:
             self._metrics.unloaded(name, record.version)
         if stale:
             gc.collect()
-            self._on_change()
 
     def _should_retry(self, record: VersionRecord) -> bool:
         if record.state != "END" or record.permanent_failure:
@@ -192,7 +186,6 @@ class ModelManager:
             record = model.versions.setdefault(version, VersionRecord(version))
             record.state, record.attempts = "LOADING", record.attempts + 1
             record.last_attempt = time.monotonic()
-        self._on_change()
         path = Path(model.config.base_path) / str(version)
         started = time.monotonic()
         log.info("loading model %s version %d from %s", name, version, path)
@@ -210,7 +203,6 @@ class ModelManager:
         log.info(
             "model %s version %d is AVAILABLE (%.1fs)", name, version, time.monotonic() - started
         )
-        self._on_change()
 
     def _failed(self, name: str, record: VersionRecord, exc: Exception) -> None:
         preflight = isinstance(exc, PreflightError)
@@ -226,7 +218,6 @@ class ModelManager:
             record.permanent_failure = preflight
         self._metrics.loaded(name, record.version, "failure", 0.0)
         log.error("model %s version %d failed to load: %s", name, record.version, message)
-        self._on_change()
 
     # --- queries ---------------------------------------------------------------------
     def resolve(self, name: str, version: int | None, label: str | None) -> ServableVersion:
@@ -287,8 +278,3 @@ class ModelManager:
                 any(r.servable is not None for r in m.versions.values())
                 for m in self._models.values()
             )
-
-    def model_names(self) -> list[str]:
-        """The configured model names."""
-        with self._lock:
-            return sorted(self._models)
