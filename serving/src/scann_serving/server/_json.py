@@ -1,6 +1,7 @@
 """TF Serving's REST JSON formats: row (`instances`) and columnar (`inputs`) requests,
-`predictions` / `outputs` responses, and the status and metadata objects. Strings are UTF-8
-text or `{"b64": "..."}`. The REST adapter's half of the wire; `_rest` only does HTTP.
+`predictions` / `outputs` responses, and the metadata object. Strings are UTF-8 text or
+`{"b64": "..."}`. The REST adapter's half of the wire, free of TensorFlow and TF Serving
+protos (the status page is `_wire`'s GetModelStatusResponse printed as JSON, in `_rest`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import numpy as np
 from google.protobuf import json_format
 from scann_serving.server._core import MetadataResult
 from scann_serving.server._errors import InvalidArgument
-from scann_serving.server._manager import VersionRecord
 from scann_serving.server._model import TensorInfo
-from scann_serving.server._wire import status_response
 
 _NUMERIC_KINDS = {"float32": "if", "float64": "if", "int32": "i", "int64": "i", "bool": "b"}
 
@@ -181,15 +180,6 @@ def predict_body(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, 
         return {"predictions": next(iter(columns.values()))}
     rows = len(next(iter(columns.values())))
     return {"predictions": [{key: columns[key][i] for key in columns} for i in range(rows)]}
-
-
-def status_body(records: list[VersionRecord]) -> dict[str, Any]:
-    """GET /v1/models/NAME: the GetModelStatusResponse as TF Serving's REST JSON."""
-    return json_format.MessageToDict(
-        status_response(records),
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-    )
 
 
 def metadata_body(meta: MetadataResult) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 URLs (as tensorflow_model_server): `GET /v1/models/NAME[/versions/N|/labels/L]` (status),
 `GET .../metadata`, `POST ...:predict` (also `:classify`/`:regress`, answered as TF Serving
 does for predict signatures). Errors are `{"error": "..."}` with TF Serving's HTTP codes.
-This module only routes HTTP; the JSON bodies are `_json`'s. A predict resolves its
-version once (`ServingCore.resolve`), decodes the JSON with that version's input dtypes
-and runs on that same version.
+This module routes HTTP; the JSON formats are `_json`'s, the status proto `_wire`'s. A
+predict resolves its version once (`ServingCore.resolve`), decodes the JSON with that
+version's input dtypes and runs on that same version.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from google.protobuf import json_format
 from scann_serving.server._config import RestConfig
 from scann_serving.server._core import (
     METADATA_FIELDS,
@@ -29,14 +30,10 @@ from scann_serving.server._core import (
     ServingCore,
 )
 from scann_serving.server._errors import InvalidArgument, NotFound, status_for
-from scann_serving.server._json import (
-    metadata_body,
-    parse_body,
-    predict_body,
-    request_inputs,
-    status_body,
-)
+from scann_serving.server._json import metadata_body, parse_body, predict_body, request_inputs
+from scann_serving.server._manager import VersionRecord
 from scann_serving.server._metrics import Metrics
+from scann_serving.server._wire import status_response
 
 log = logging.getLogger("scann_serving.server")
 
@@ -45,6 +42,15 @@ _PATH = re.compile(
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<meta>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
 )
+
+
+def _status_body(records: list[VersionRecord]) -> Any:
+    """GET /v1/models/NAME: the GetModelStatusResponse as TF Serving's REST JSON."""
+    return json_format.MessageToDict(
+        status_response(records),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
 
 
 def _ref(match: re.Match[str]) -> ModelRef:
@@ -114,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and verb is None and match["meta"]:
             return 200, metadata_body(core.metadata(ref, list(METADATA_FIELDS)))
         if method == "GET" and verb is None:
-            return 200, status_body(core.status(ref))
+            return 200, _status_body(core.status(ref))
         raise InvalidArgument(f"Malformed request: {method} {path}")
 
     def _predict(self, ref: ModelRef, body: bytes) -> Any:
