@@ -19,8 +19,8 @@ import pytest
 from scann_serving.server._config import RestConfig
 from scann_serving.server._core import ModelRef, PredictCall, ServingCore
 from scann_serving.server._metrics import Metrics
-from scann_serving.server._model import Signature, TensorInfo
 from scann_serving.server._rest import RestServer
+from scann_serving.server._servable import Signature, TensorInfo
 
 MODEL = "swapping"
 

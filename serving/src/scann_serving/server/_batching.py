@@ -23,12 +23,12 @@ import numpy as np
 from scann_serving.server._config import BatchingConfig
 from scann_serving.server._errors import DeadlineExceeded, InvalidArgument, Unavailable
 from scann_serving.server._metrics import Metrics
-from scann_serving.server._model import ServableVersion, Signature
+from scann_serving.server._servable import Servable, Signature
 
 
 @dataclass
 class _Task:
-    servable: ServableVersion
+    servable: Servable
     signature: Signature
     inputs: dict[str, np.ndarray]
     rows: int
@@ -66,7 +66,7 @@ class Batcher:
 
     def submit(
         self,
-        servable: ServableVersion,
+        servable: Servable,
         signature: Signature,
         inputs: dict[str, np.ndarray],
         rows: int,

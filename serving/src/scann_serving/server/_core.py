@@ -13,7 +13,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,7 @@ from scann_serving.server._errors import (
 )
 from scann_serving.server._manager import ModelManager, VersionRecord
 from scann_serving.server._metrics import Metrics
-from scann_serving.server._model import DEFAULT_SIGNATURE, ServableVersion, Signature
+from scann_serving.server._servable import DEFAULT_SIGNATURE, Servable, Signature
 
 METHOD_CLASSIFY = "tensorflow/serving/classify"
 METHOD_REGRESS = "tensorflow/serving/regress"
@@ -76,7 +76,7 @@ class MetadataResult:
 
     model: str
     version: int
-    signature_defs: dict[str, Any]
+    signature_defs: Mapping[str, Any]
     manifest: dict[str, Any] | None
 
 
@@ -84,7 +84,7 @@ class MetadataResult:
 class _Prepared:
     """A checked predict call: the version and signature to run, its rows and outputs."""
 
-    servable: ServableVersion
+    servable: Servable
     signature: Signature
     rows: int
     wanted: list[str] | None
@@ -147,7 +147,7 @@ class ServingCore:
                 self._idle.notify_all()
 
     # --- predict -------------------------------------------------------------------
-    def resolve(self, ref: ModelRef) -> ServableVersion:
+    def resolve(self, ref: ModelRef) -> Servable:
         """The version `ref` names, looked up once for an adapter that must read it first.
 
         REST decodes JSON with the signature's input dtypes: it resolves here, decodes
@@ -157,8 +157,8 @@ class ServingCore:
         return self.manager.resolve(ref.name, ref.version, ref.label)
 
     def _prepare(
-        self, call: PredictCall, resolved: ServableVersion | None
-    ) -> tuple[ServableVersion, Signature, int]:
+        self, call: PredictCall, resolved: Servable | None
+    ) -> tuple[Servable, Signature, int]:
         if call.deadline is not None and time.monotonic() > call.deadline:
             raise DeadlineExceeded("deadline expired before the request was computed")
         servable = self.resolve(call.model) if resolved is None else resolved
@@ -168,13 +168,13 @@ class ServingCore:
 
     @contextlib.contextmanager
     def _predicting(
-        self, call: PredictCall, resolved: ServableVersion | None = None
+        self, call: PredictCall, resolved: Servable | None = None
     ) -> Iterator[_Prepared]:
         """Admission (drain), checks, the in-flight count and the request metric around one
         predict call; yields what running it needs."""
         started = time.perf_counter()
         self._enter()
-        servable: ServableVersion | None = None
+        servable: Servable | None = None
         status = "OK"
         try:
             servable, signature, rows = self._prepare(call, resolved)
@@ -195,7 +195,7 @@ class ServingCore:
             run.servable, run.signature, call.inputs, run.rows, run.wanted, call.deadline
         )
 
-    def predict(self, call: PredictCall, resolved: ServableVersion | None = None) -> PredictResult:
+    def predict(self, call: PredictCall, resolved: Servable | None = None) -> PredictResult:
         """Runs one predict call to completion on this thread (via the batcher if on).
 
         `resolved`: the version `resolve(call.model)` returned, when the adapter already
@@ -220,7 +220,7 @@ class ServingCore:
             return run.result(outputs)
 
     def _record(
-        self, call: PredictCall, servable: ServableVersion | None, status: str, started: float
+        self, call: PredictCall, servable: Servable | None, status: str, started: float
     ) -> None:
         self.metrics.request(
             model=call.model.name,

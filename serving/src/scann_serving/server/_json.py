@@ -16,7 +16,7 @@ import numpy as np
 from google.protobuf import json_format
 from scann_serving.server._core import MetadataResult
 from scann_serving.server._errors import InvalidArgument
-from scann_serving.server._model import TensorInfo
+from scann_serving.server._servable import TensorInfo
 
 _NUMERIC_KINDS = {"float32": "if", "float64": "if", "int32": "i", "int64": "i", "bool": "b"}
 

@@ -5,6 +5,8 @@ numeric version directories, picks the aspired ones by the version policy
 (latest{N} / all / specific), loads and warms the new ones (newest first) and only then
 unloads versions that are no longer aspired. A version that fails to load or warm is
 recorded with its error (GetModelStatus shows it) and never replaces a good one.
+Versions are built by a `ServableLoader` (TensorFlow SavedModels unless one is given),
+so the manager itself never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 from scann_serving.server._config import ModelsConfig, validate_model_server_config
 from scann_serving.server._errors import InvalidArgument, NotFound
 from scann_serving.server._metrics import Metrics
-from scann_serving.server._model import LoadError, ServableVersion
 from scann_serving.server._preflight import PreflightError
+from scann_serving.server._servable import LoadError, Servable, ServableLoader
 
 log = logging.getLogger("scann_serving.server")
 
@@ -34,7 +36,7 @@ class VersionRecord:
     state: str = "START"
     error_code: str = "OK"
     error_message: str = ""
-    servable: ServableVersion | None = None
+    servable: Servable | None = None
     attempts: int = 0
     last_attempt: float = 0.0
     permanent_failure: bool = False
@@ -73,12 +75,32 @@ def list_versions(base_path: str) -> list[int] | None:
     )
 
 
-class ModelManager:
-    """Owns every model's versions; thread-safe; knows nothing about gRPC or HTTP."""
+def savedmodel_loader(max_request_batch_size: int) -> ServableLoader:
+    """The default loader: TensorFlow SavedModel versions (TensorFlow is imported on first use)."""
 
-    def __init__(self, config: ModelsConfig, metrics: Metrics) -> None:
+    def load(name: str, version: int, path: Path) -> Servable:
+        from scann_serving.server._model import ServableVersion
+
+        return ServableVersion(name, version, path, max_request_batch_size)
+
+    return load
+
+
+class ModelManager:
+    """Owns every model's versions; thread-safe; knows nothing about gRPC or HTTP.
+
+    Args:
+        config: The models part of the server configuration (polling, retries, warmup).
+        metrics: Where loads and unloads are counted.
+        loader: Builds one version's servable; default `savedmodel_loader`.
+    """
+
+    def __init__(
+        self, config: ModelsConfig, metrics: Metrics, *, loader: ServableLoader | None = None
+    ) -> None:
         self._config = config
         self._metrics = metrics
+        self._loader = loader or savedmodel_loader(config.max_request_batch_size)
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
@@ -190,7 +212,7 @@ class ModelManager:
         started = time.monotonic()
         log.info("loading model %s version %d from %s", name, version, path)
         try:
-            servable = ServableVersion(name, version, path, self._config.max_request_batch_size)
+            servable = self._loader(name, version, path)
             if self._config.enable_model_warmup:
                 servable.warmup(self._config.num_request_iterations_for_warmup)
         except Exception as exc:
@@ -220,7 +242,7 @@ class ModelManager:
         log.error("model %s version %d failed to load: %s", name, record.version, message)
 
     # --- queries ---------------------------------------------------------------------
-    def resolve(self, name: str, version: int | None, label: str | None) -> ServableVersion:
+    def resolve(self, name: str, version: int | None, label: str | None) -> Servable:
         """The servable a request's model_spec names; NotFound/InvalidArgument otherwise."""
         with self._lock:
             model = self._models.get(name)

@@ -1,13 +1,13 @@
-"""One loaded version of a model: its signatures, their checks, a run, and warmup.
+"""One loaded TensorFlow SavedModel version: its signatures, a run, and warmup.
 
-Everything a request can get wrong is checked here before TensorFlow sees it, so bad
-input answers INVALID_ARGUMENT with a message instead of failing inside the graph.
+`ServableVersion` is the TensorFlow implementation of `_servable.Servable`. Everything a
+request can get wrong is checked (`_servable.validate_inputs`) before TensorFlow sees it,
+so bad input answers INVALID_ARGUMENT with a message instead of failing inside the graph.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,20 @@ from scann_serving.server._errors import (
     ServingError,
 )
 from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
+from scann_serving.server._servable import (
+    DEFAULT_SIGNATURE,
+    LoadError,
+    Signature,
+    TensorInfo,
+    output_keys,
+    validate_inputs,
+)
 from scann_serving.server._tensors import proto_to_array
 
+# Defined with the Servable interface; importable from here as before.
+__all__ = ["DEFAULT_SIGNATURE", "LoadError", "ServableVersion", "Signature", "TensorInfo"]
+
 MAX_WARMUP_RECORDS = 1000
-DEFAULT_SIGNATURE = "serving_default"
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """An input or output of a signature: dtype name ('string', 'float32', ...) and shape."""
-
-    dtype: str
-    shape: tuple[int | None, ...] | None
-
-
-@dataclass(frozen=True)
-class Signature:
-    """A callable signature with its input and output specs."""
-
-    name: str
-    inputs: dict[str, TensorInfo]
-    outputs: dict[str, TensorInfo]
-    method_name: str
-    fn: Any
-
-
-class LoadError(Exception):
-    """The version could not be loaded or warmed; the message names the step."""
 
 
 def _specs(structure: dict[str, Any]) -> dict[str, TensorInfo]:
@@ -114,19 +101,13 @@ class ServableVersion:
         return self.signatures[key]
 
     def validate(self, signature: Signature, inputs: dict[str, np.ndarray]) -> int:
-        """Checks inputs against the signature; returns the batch size (0 for none)."""
-        expected = set(signature.inputs)
-        if set(inputs) != expected:
-            extra = sorted(set(inputs) - expected)
-            missing = sorted(expected - set(inputs))
-            raise InvalidArgument(
-                f"input size does not match signature {signature.name!r}: sent {sorted(inputs)}, "
-                f"expected {sorted(expected)}. Sent extra: {extra}. Missing but required: {missing}."
-            )
-        batch = 0
-        for key, array in inputs.items():
-            batch = _check_input(self, key, array, signature.inputs[key], batch)
-        return batch
+        """Checks inputs against the signature and the server's limits; returns the batch size."""
+        return validate_inputs(
+            signature,
+            inputs,
+            max_request_batch_size=self.max_request_batch_size,
+            max_k=self.max_k,
+        )
 
     def _call(self, signature: Signature, inputs: dict[str, np.ndarray], wanted: list[str]) -> Any:
         import tensorflow as tf
@@ -146,7 +127,7 @@ class ServableVersion:
         """Runs the signature on validated inputs; TF argument errors become InvalidArgument."""
         import tensorflow as tf
 
-        wanted = _output_keys(signature, output_filter)
+        wanted = output_keys(signature, output_filter)
         try:
             result = self._call(signature, inputs, wanted)
             return {key: result[key].numpy() for key in wanted}
@@ -221,80 +202,6 @@ def _fast_caller(fn: Any) -> Any:
         return dict(zip(output_keys, flat, strict=True))
 
     return call
-
-
-def _output_keys(signature: Signature, output_filter: list[str] | None) -> list[str]:
-    if not output_filter:
-        return list(signature.outputs)
-    unknown = [key for key in output_filter if key not in signature.outputs]
-    if unknown:
-        raise InvalidArgument(
-            f"output_filter names {unknown}, which signature {signature.name!r} does not "
-            f"return; choose from {sorted(signature.outputs)}"
-        )
-    return list(dict.fromkeys(output_filter))
-
-
-def _check_input(
-    servable: ServableVersion, key: str, array: np.ndarray, spec: TensorInfo, batch: int
-) -> int:
-    is_string = array.dtype == object
-    if (spec.dtype == "string") != is_string or (not is_string and array.dtype.name != spec.dtype):
-        got = "string" if is_string else array.dtype.name
-        raise InvalidArgument(
-            f"input '{key}' expects {spec.dtype} but {got} was provided; send a {spec.dtype} tensor"
-        )
-    if spec.shape is not None:
-        _check_shape(key, array.shape, spec.shape)
-    if array.ndim >= 1:
-        if array.shape[0] == 0:
-            raise InvalidArgument(
-                f"input '{key}' has an empty batch (shape {list(array.shape)}); send at least one row"
-            )
-        if array.shape[0] > servable.max_request_batch_size:
-            raise InvalidArgument(
-                f"input '{key}' has a batch of {array.shape[0]} rows, more than the server's "
-                f"limit of {servable.max_request_batch_size}; split the request"
-            )
-        if batch and array.shape[0] != batch:
-            raise InvalidArgument(
-                f"input '{key}' has {array.shape[0]} rows but another input has {batch}; "
-                "every batched input needs the same number of rows"
-            )
-        batch = array.shape[0]
-    _check_values(servable, key, array)
-    return batch
-
-
-def _check_shape(key: str, shape: tuple[int, ...], spec: tuple[int | None, ...]) -> None:
-    ok = len(shape) == len(spec) and all(
-        s is None or s == d for d, s in zip(shape, spec, strict=False)
-    )
-    if not ok:
-        want = ["batch" if s is None else s for s in spec] if spec else "a scalar"
-        raise InvalidArgument(
-            f"input '{key}' has shape {list(shape)} but the signature expects {want}"
-        )
-
-
-def _check_values(servable: ServableVersion, key: str, array: np.ndarray) -> None:
-    if array.dtype == object:
-        for index, value in enumerate(array.ravel().tolist()):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidArgument(
-                    f"input '{key}' element {index} is not valid UTF-8; send UTF-8 encoded strings"
-                ) from None
-    elif array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidArgument(f"input '{key}' contains NaN or Inf; send finite values")
-    elif key == "k" and array.ndim == 0:
-        k, max_k = int(array), servable.max_k
-        if k < 1 or (max_k is not None and k > max_k):
-            raise InvalidArgument(
-                f"k={k} is out of range: it must be between 1 and max_k={max_k} "
-                "(the exported bound); lower k or re-export with a larger --max-k"
-            )
 
 
 def _read_tfrecords(path: Path) -> list[bytes]:
