@@ -21,7 +21,7 @@ from typing import Any
 
 from _fake_servable import WAIT_SECONDS, FakeLoader
 from scann_serving.server._batching import Batcher
-from scann_serving.server._config import BatchingConfig, ServerConfig, single_model_config
+from scann_serving.server._config import BatchingConfig, ModelsConfig, single_model_config
 from scann_serving.server._core import ModelRef, PredictCall, ServingCore
 from scann_serving.server._manager import ModelManager
 from scann_serving.server._metrics import Metrics
@@ -37,7 +37,6 @@ class Harness:
         self.base.mkdir()
         self.loader = FakeLoader()
         self.metrics = Metrics()
-        self.changes = 0
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="test-caller")
         self._batchers: list[Batcher] = []
         self._managers: list[ModelManager] = []
@@ -48,10 +47,10 @@ class Harness:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def config(self, model_config: Any = None, **fields: Any) -> ServerConfig:
+    def config(self, model_config: Any = None, **fields: Any) -> ModelsConfig:
         """A ServerConfig serving MODEL from `base` (or `model_config`), retries immediate."""
         fields.setdefault("load_retry_interval_micros", 0)
-        return ServerConfig(
+        return ModelsConfig(
             model_config=model_config or single_model_config(MODEL, str(self.base)), **fields
         )
 
@@ -60,7 +59,6 @@ class Harness:
         manager = ModelManager(
             self.config(model_config, **fields),
             self.metrics,
-            on_change=self._changed,
             loader=self.loader,
         )
         self._managers.append(manager)
@@ -92,9 +90,6 @@ class Harness:
         for manager in self._managers:
             manager.stop()
         self.pool.shutdown(wait=True)
-
-    def _changed(self) -> None:
-        self.changes += 1
 
 
 def call(

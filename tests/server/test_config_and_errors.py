@@ -1,7 +1,10 @@
-"""The public surface, the one error→status table, and TF Serving's config text protos."""
+"""The public surface, the one error→status table, the flags and their defaults, and TF
+Serving's config text protos."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import grpc
@@ -11,6 +14,8 @@ from scann_serving.server import _errors
 from scann_serving.server._config import (
     DEFAULT_PROMETHEUS_PATH,
     ConfigError,
+    ModelsConfig,
+    ServerConfig,
     load_batching,
     load_model_server_config,
     load_prometheus_paths,
@@ -81,3 +86,46 @@ def test_channel_arguments() -> None:
     )
     with pytest.raises(ConfigError):
         parse_channel_arguments("novalue")
+
+
+def test_flags_keep_tensorflow_model_servers_names_and_defaults() -> None:
+    threads = 4 * (os.cpu_count() or 1)
+    assert vars(server.build_parser().parse_args([])) == {
+        "port": 8500,
+        "rest_api_port": 0,
+        "rest_api_num_threads": threads,
+        "rest_api_timeout_in_ms": 30_000,
+        "model_name": "default",
+        "model_base_path": "",
+        "model_config_file": "",
+        "model_config_file_poll_wait_seconds": 0,
+        "file_system_poll_wait_seconds": 1,
+        "max_num_load_retries": 5,
+        "load_retry_interval_micros": 60_000_000,
+        "enable_batching": False,
+        "batching_parameters_file": "",
+        "monitoring_config_file": "",
+        "ssl_config_file": "",
+        "grpc_max_threads": threads,
+        "grpc_channel_arguments": "",
+        "enable_model_warmup": True,
+        "num_request_iterations_for_warmup": 1,
+        "tensorflow_session_parallelism": 0,
+        "tensorflow_intra_op_parallelism": 0,
+        "tensorflow_inter_op_parallelism": 0,
+        "saved_model_tags": "serve",
+        "allow_version_labels_for_unavailable_models": False,
+        "drain_grace_seconds": 10.0,
+        "max_request_batch_size": 10_000,
+        "grpc_server_mode": "threads",
+        "version": False,
+    }
+
+
+def test_flag_defaults_are_the_config_defaults() -> None:
+    args = server.build_parser().parse_args(["--model_base_path=/m", "--enable_model_warmup"])
+    config = server.config_from_args(args)
+    models = ModelsConfig(model_config=config.models.model_config)
+    assert config == dataclasses.replace(ServerConfig(), models=models)
+    args = server.build_parser().parse_args(["--model_base_path=/m", "--grpc_max_threads=3"])
+    assert server.config_from_args(args).grpc.max_threads == 3

@@ -240,4 +240,6 @@ def test_reload_applies_a_config_and_refuses_a_bad_one(harness: Harness, tmp_pat
     config.model_config_list.config.add().CopyFrom(model)
     with pytest.raises(InvalidArgument, match="appears twice"):
         core.reload(config)
-    assert core.manager.model_names() == ["second"]  # the bad config changed nothing
+    assert [r.version for r in core.status(ModelRef("second"))] == [4]  # nothing changed
+    with pytest.raises(NotFound):
+        core.status(ModelRef(MODEL))

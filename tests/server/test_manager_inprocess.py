@@ -247,9 +247,7 @@ def test_warmup_runs_the_configured_iterations_or_not_at_all(harness: Harness) -
 def test_polling_thread_loads_once_when_the_poll_wait_is_zero(harness: Harness) -> None:
     publish_version(harness.base, 1)
     manager = harness.manager(file_system_poll_wait_seconds=0)
-    changes_before = harness.changes
     manager.start()
 
     wait_until(manager.all_ready, "the polling thread to load version 1")
     assert serving(manager) == 1
-    assert harness.changes > changes_before  # LOADING, then AVAILABLE

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from scann_serving.server._batching import Batcher
-from scann_serving.server._config import ServerConfig, load_model_server_config
+from scann_serving.server._config import ServerConfig, TensorFlowConfig, load_model_server_config
 from scann_serving.server._core import DRAIN_ADMIT_SECONDS, ServingCore
-from scann_serving.server._grpc import SERVICE_NAMES, build_server
+from scann_serving.server._grpc import build_server
 from scann_serving.server._manager import ModelManager
 from scann_serving.server._metrics import Metrics
 from scann_serving.server._rest import RestServer
+from scann_serving.server._wire import SERVICE_NAMES
 
 log = logging.getLogger("scann_serving.server")
 HEALTH_POLL_SECONDS = 0.05
@@ -57,23 +58,39 @@ def _follow_config_file(config: ServerConfig, core: ServingCore, stop: threading
             log.error("ignoring --model_config_file %s: %s", path, exc)
 
 
+def _configure_tensorflow(config: TensorFlowConfig) -> None:
+    """TensorFlow's thread pools, before any version loads (--tensorflow_*_parallelism);
+    then its device probe, without the no-GPU ERROR line (client._quiet_tf)."""
+    import tensorflow as tf
+    from scann_serving.client._quiet_tf import start_tensorflow
+
+    intra = config.intra_op_parallelism or config.session_parallelism
+    inter = config.inter_op_parallelism or config.session_parallelism
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    start_tensorflow()
+
+
 def serve(config: ServerConfig) -> int:
     """Runs the server until SIGTERM/SIGINT (call from the main thread); returns the exit status."""
+    _configure_tensorflow(config.tensorflow)
     metrics = Metrics()
-    manager = ModelManager(config, metrics, on_change=lambda: None)
+    manager = ModelManager(config.models, metrics)
     batcher = Batcher(config.batching, metrics) if config.batching else None
     core = ServingCore(manager, metrics, batcher)
-    if config.grpc_server_mode == "asyncio":
+    if config.grpc.server_mode == "asyncio":
         from scann_serving.server._grpc_aio import build_asyncio_server
 
-        server, health, port = build_asyncio_server(config, core)
+        server, health, port = build_asyncio_server(config.grpc, core)
     else:
-        server, health, port = build_server(config, core)
+        server, health, port = build_server(config.grpc, core)
     server.start()
     log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", port)
     rest = None
-    if config.rest_api_port:
-        rest = RestServer(config, core, metrics)
+    if config.rest.port:
+        rest = RestServer(config.rest, core, metrics)
         rest.start()
         log.info("Exporting HTTP/REST API at:localhost:%d ...", rest.port)
     manager.start()

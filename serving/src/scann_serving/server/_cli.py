@@ -1,29 +1,70 @@
 """`scann-serve`: command-line flags with tensorflow_model_server's names and meanings.
 
-Flags are parsed in `main()` into one frozen `ServerConfig`; config files are read and
-checked before anything starts, and a bad flag or file exits 2 with a message naming it.
-Flags beyond TF Serving's: --drain_grace_seconds, --max_request_batch_size,
---grpc_server_mode.
+The flags are generated from the config's dataclass fields (`_config.flag`) plus
+`SourceFlags`, the flags that are read into other values (config files, the single model)
+rather than passed on; each flag and its default is defined once. Flags are parsed in
+`main()` into one frozen `ServerConfig`; config files are read and checked before
+anything starts, and a bad flag or file exits 2 with a message naming it. Flags beyond
+TF Serving's: --drain_grace_seconds, --max_request_batch_size, --grpc_server_mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from scann_serving.server._config import (
-    GRPC_SERVER_MODES,
+    FLAG,
     ConfigError,
+    FlagSpec,
+    GrpcConfig,
+    ModelsConfig,
+    RestConfig,
     ServerConfig,
+    TensorFlowConfig,
+    flag,
     load_batching,
     load_model_server_config,
     load_prometheus_paths,
     load_tls,
     parse_channel_arguments,
     single_model_config,
+)
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFlags:
+    """Flags read into other config values (or accepted for compatibility only)."""
+
+    model_name: str = flag("default", "Name of the model (ignored with --model_config_file)")
+    model_base_path: str = flag("", "Path holding the model's numeric version directories")
+    enable_batching: bool = flag(False, "Enable inter-request batching")
+    batching_parameters_file: str = flag(
+        "", "BatchingParameters text proto (needs --enable_batching)"
+    )
+    ssl_config_file: str = flag("", "SSLConfig text proto for gRPC TLS/mTLS")
+    monitoring_config_file: str = flag("", "MonitoringConfig text proto (Prometheus path)")
+    grpc_channel_arguments: str = flag("", "Comma-separated gRPC server arguments, key=value")
+    saved_model_tags: str = flag("serve", "Accepted for compatibility (SavedModel tag 'serve')")
+    allow_version_labels_for_unavailable_models: bool = flag(False, "Accepted for compatibility")
+
+
+#: (--help heading, class whose `flag()` fields are flags), in --help order.
+FLAG_SECTIONS: tuple[tuple[str, type], ...] = (
+    ("models and config files", SourceFlags),
+    ("server", ServerConfig),
+    ("gRPC", GrpcConfig),
+    ("HTTP/REST", RestConfig),
+    ("version loading", ModelsConfig),
+    ("TensorFlow", TensorFlowConfig),
 )
 
 
@@ -36,130 +77,87 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _flags(cls: type) -> Iterator[tuple[dataclasses.Field[Any], FlagSpec, Any]]:
+    """(field, its FlagSpec, its type) for each field of `cls` that is a flag."""
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        spec = item.metadata.get(FLAG)
+        if spec is not None:
+            yield item, spec, hints[item.name]
+
+
+def _default(item: dataclasses.Field[Any]) -> Any:
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (TF Serving's flag names, `--flag=value` or `--flag value`)."""
-    cpus = os.cpu_count() or 1
     p = argparse.ArgumentParser(
         prog="scann-serve",
         description="A ScaNN-enabled model server speaking TensorFlow Serving's gRPC and REST API.",
         allow_abbrev=False,
     )
-
-    def flag(name: str, kind: type | object, default: object, text: str) -> None:
-        if kind is bool:
-            p.add_argument(
-                f"--{name}", type=_bool, nargs="?", const=True, default=default, help=text
-            )
-        else:
-            p.add_argument(f"--{name}", type=kind, default=default, help=text)  # type: ignore[arg-type]
-
-    flag("port", int, 8500, "Port to listen on for gRPC API")
-    flag(
-        "rest_api_port",
-        int,
-        0,
-        "Port for the HTTP/REST API (0: no REST API); must differ from --port",
-    )
-    flag("rest_api_num_threads", int, 4 * cpus, "Threads for HTTP/REST API processing")
-    flag("rest_api_timeout_in_ms", int, 30000, "Timeout for HTTP/REST API calls")
-    flag("enable_batching", bool, False, "Enable inter-request batching")
-    flag(
-        "batching_parameters_file",
-        str,
-        "",
-        "BatchingParameters text proto (needs --enable_batching)",
-    )
-    flag("allow_version_labels_for_unavailable_models", bool, False, "Accepted for compatibility")
-    flag(
-        "model_config_file",
-        str,
-        "",
-        "ModelServerConfig text proto (overrides --model_name/--model_base_path)",
-    )
-    flag(
-        "model_config_file_poll_wait_seconds",
-        int,
-        0,
-        "Seconds between re-reads of --model_config_file (0: never)",
-    )
-    flag("model_name", str, "default", "Name of the model (ignored with --model_config_file)")
-    flag("model_base_path", str, "", "Path holding the model's numeric version directories")
-    flag("max_num_load_retries", int, 5, "Retries of a failed version load")
-    flag("load_retry_interval_micros", int, 60_000_000, "Microseconds between load retries")
-    flag(
-        "file_system_poll_wait_seconds", int, 1, "Seconds between polls for new versions (0: once)"
-    )
-    flag("ssl_config_file", str, "", "SSLConfig text proto for gRPC TLS/mTLS")
-    flag("monitoring_config_file", str, "", "MonitoringConfig text proto (Prometheus path)")
-    flag("grpc_channel_arguments", str, "", "Comma-separated gRPC server arguments, key=value")
-    flag("grpc_max_threads", int, 4 * cpus, "Threads running model calls for gRPC")
-    flag(
-        "enable_model_warmup",
-        bool,
-        True,
-        "Replay assets.extra/tf_serving_warmup_requests before serving",
-    )
-    flag("num_request_iterations_for_warmup", int, 1, "Times each warmup request is replayed")
-    flag("saved_model_tags", str, "serve", "Accepted for compatibility (SavedModel tag 'serve')")
-    flag("tensorflow_session_parallelism", int, 0, "Threads for TensorFlow ops (0: auto)")
-    flag("tensorflow_intra_op_parallelism", int, 0, "Intra-op threads (0: auto)")
-    flag("tensorflow_inter_op_parallelism", int, 0, "Inter-op threads (0: auto)")
-    flag(
-        "drain_grace_seconds", float, 10.0, "scann-serve: seconds SIGTERM waits for in-flight calls"
-    )
-    flag("max_request_batch_size", int, 10_000, "scann-serve: most rows one request may carry")
-    p.add_argument(
-        "--grpc_server_mode",
-        choices=GRPC_SERVER_MODES,
-        default=GRPC_SERVER_MODES[0],
-        help="scann-serve: gRPC on a thread pool (default; lowest latency for one caller) or "
-        "on one asyncio event loop (more calls per second under concurrent load)",
-    )
+    for title, section in FLAG_SECTIONS:
+        group = p.add_argument_group(title)
+        for item, spec, kind in _flags(section):
+            name, default = f"--{spec.name or item.name}", _default(item)
+            if kind is bool:
+                group.add_argument(
+                    name, type=_bool, nargs="?", const=True, default=default, help=spec.help
+                )
+            elif spec.choices:
+                group.add_argument(name, choices=spec.choices, default=default, help=spec.help)
+            else:
+                group.add_argument(name, type=kind, default=default, help=spec.help)
     p.add_argument("--version", action="store_true", help="Display version")
     return p
 
 
+def _values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    return {item.name: getattr(args, spec.name or item.name) for item, spec, _ in _flags(cls)}
+
+
+def _section(cls: type[T], args: argparse.Namespace, **derived: Any) -> T:
+    """An instance of a config class from its flags plus the values read from files."""
+    return cls(**_values(cls, args), **derived)
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Turns parsed flags into the frozen ServerConfig (reading and checking config files)."""
-    if args.model_config_file:
-        model_config = load_model_server_config(args.model_config_file)
-    elif args.model_base_path:
-        model_config = single_model_config(args.model_name, args.model_base_path)
+    source = _section(SourceFlags, args)
+    top = _values(ServerConfig, args)
+    if top["model_config_file"]:
+        model_config = load_model_server_config(top["model_config_file"])
+    elif source.model_base_path:
+        model_config = single_model_config(source.model_name, source.model_base_path)
     else:
         raise ConfigError("give --model_base_path (with --model_name) or --model_config_file")
-    if args.batching_parameters_file and not args.enable_batching:
+    if source.batching_parameters_file and not source.enable_batching:
         raise ConfigError("You supplied --batching_parameters_file without --enable_batching")
-    if args.rest_api_port and args.rest_api_port == args.port:
+    grpc, rest = _section(GrpcConfig, args), _section(RestConfig, args)
+    models = _section(ModelsConfig, args, model_config=model_config)
+    if rest.port and rest.port == grpc.port:
         raise ConfigError("--rest_api_port cannot be same as --port; use a different port")
-    for name in ("port", "rest_api_port"):
-        if not 0 <= getattr(args, name) <= 65535:
-            raise ConfigError(f"--{name}={getattr(args, name)} is not a port number")
-    if args.drain_grace_seconds < 0 or args.max_request_batch_size < 1 or args.grpc_max_threads < 1:
+    for name, port in (("port", grpc.port), ("rest_api_port", rest.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"--{name}={port} is not a port number")
+    if top["drain_grace_seconds"] < 0 or models.max_request_batch_size < 1 or grpc.max_threads < 1:
         raise ConfigError(
             "--drain_grace_seconds must be >= 0, --max_request_batch_size and --grpc_max_threads >= 1"
         )
+    batching = load_batching(source.batching_parameters_file) if source.enable_batching else None
+    tls = load_tls(source.ssl_config_file)
+    prometheus_paths = load_prometheus_paths(source.monitoring_config_file)
+    options = parse_channel_arguments(source.grpc_channel_arguments)
     return ServerConfig(
-        port=args.port,
-        rest_api_port=args.rest_api_port,
-        rest_api_num_threads=args.rest_api_num_threads,
-        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
-        model_config=model_config,
-        model_config_file=args.model_config_file,
-        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        max_num_load_retries=args.max_num_load_retries,
-        load_retry_interval_micros=args.load_retry_interval_micros,
-        batching=load_batching(args.batching_parameters_file) if args.enable_batching else None,
-        tls=load_tls(args.ssl_config_file),
-        prometheus_paths=load_prometheus_paths(args.monitoring_config_file),
-        grpc_max_threads=args.grpc_max_threads,
-        grpc_options=parse_channel_arguments(args.grpc_channel_arguments),
-        enable_model_warmup=args.enable_model_warmup,
-        num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
-        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
-        drain_grace_seconds=args.drain_grace_seconds,
-        max_request_batch_size=args.max_request_batch_size,
-        grpc_server_mode=args.grpc_server_mode,
+        grpc=dataclasses.replace(grpc, options=options, tls=tls),
+        rest=dataclasses.replace(rest, prometheus_paths=prometheus_paths),
+        models=models,
+        batching=batching,
+        tensorflow=_section(TensorFlowConfig, args),
+        **top,
     )
 
 
@@ -186,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    _configure_tensorflow(args)
     from scann_serving.server._app import serve
 
     code = serve(config)
@@ -197,19 +194,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _configure_tensorflow(args: argparse.Namespace) -> None:
-    from scann_serving.client._quiet_tf import start_tensorflow
-
-    tf = start_tensorflow()  # no "failed call to cuInit" ERROR line on a machine without GPU
-
-    intra = args.tensorflow_intra_op_parallelism or args.tensorflow_session_parallelism
-    inter = args.tensorflow_inter_op_parallelism or args.tensorflow_session_parallelism
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
 if __name__ == "__main__":

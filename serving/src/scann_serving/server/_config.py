@@ -1,4 +1,11 @@
-"""The server's frozen configuration and the TF Serving text-proto files behind it.
+"""The server's frozen configuration, its flags, and the TF Serving text-proto files behind it.
+
+One definition: each setting a flag sets is a dataclass field below, whose default is
+the flag's default and whose `flag()` metadata gives the flag's name and help; `_cli`
+builds the parser and the config from these fields, so the two cannot disagree. The
+config is split by the component that reads it (`GrpcConfig` for the gRPC adapters,
+`RestConfig` for REST, `ModelsConfig` for the model manager, `BatchingConfig` for the
+batcher, `TensorFlowConfig` for TensorFlow's thread pools) and each gets only its own.
 
 `main()` turns flags into one `ServerConfig`; nothing here reads flags or the
 environment at import time. Config files are parsed exactly as tensorflow_model_server
@@ -8,7 +15,7 @@ parses them (protobuf text format) and a bad file fails at start with its name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +26,42 @@ DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 DEFAULT_MAX_BATCH_SIZE = 1000  # TF Serving's BasicBatchScheduler defaults
 DEFAULT_MAX_ENQUEUED_BATCHES = 10
 DEFAULT_BATCH_TIMEOUT_MICROS = 0
+#: Field metadata key holding a field's `FlagSpec`.
+FLAG = "scann_serving.flag"
+#: --grpc_server_mode values; the first is the default.
+GRPC_SERVER_MODES = ("threads", "asyncio")
 
 
 class ConfigError(ValueError):
     """A flag or config file is invalid; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """How a config field is set on the command line (`--name=value`)."""
+
+    help: str
+    name: str = ""  # the flag's name when it is not the field's
+    choices: tuple[str, ...] = ()
+
+
+def flag(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    name: str = "",
+    choices: tuple[str, ...] = (),
+    default_factory: Any = MISSING,
+) -> Any:
+    """A dataclass field that is also a flag: its default is the flag's default."""
+    metadata = {FLAG: FlagSpec(help, name, choices)}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _four_per_cpu() -> int:
+    return 4 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -45,36 +84,95 @@ class TlsConfig:
     client_verify: bool
 
 
-#: --grpc_server_mode values; the first is the default.
-GRPC_SERVER_MODES = ("threads", "asyncio")
+@dataclass(frozen=True)
+class GrpcConfig:
+    """The gRPC listener and its servicers (`_grpc`, `_grpc_aio`)."""
+
+    port: int = flag(8500, "Port to listen on for gRPC API")
+    max_threads: int = flag(
+        help="Threads running model calls for gRPC",
+        name="grpc_max_threads",
+        default_factory=_four_per_cpu,
+    )
+    server_mode: str = flag(
+        GRPC_SERVER_MODES[0],
+        "scann-serve: gRPC on a thread pool (default; lowest latency for one caller) or "
+        "on one asyncio event loop (more calls per second under concurrent load)",
+        name="grpc_server_mode",
+        choices=GRPC_SERVER_MODES,
+    )
+    options: tuple[tuple[str, Any], ...] = ()  # from --grpc_channel_arguments
+    tls: TlsConfig | None = None  # from --ssl_config_file
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """The HTTP/REST server and the Prometheus metrics page (`_rest`)."""
+
+    port: int = flag(
+        0,
+        "Port for the HTTP/REST API (0: no REST API); must differ from --port",
+        name="rest_api_port",
+    )
+    num_threads: int = flag(
+        help="Threads for HTTP/REST API processing",
+        name="rest_api_num_threads",
+        default_factory=_four_per_cpu,
+    )
+    timeout_in_ms: int = flag(
+        30_000, "Timeout for HTTP/REST API calls", name="rest_api_timeout_in_ms"
+    )
+    prometheus_paths: tuple[str, ...] = (DEFAULT_PROMETHEUS_PATH,)  # + --monitoring_config_file
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Which versions the model manager serves, and how it polls, loads, retries and warms."""
+
+    model_config: Any = None  # tensorflow.serving.ModelServerConfig
+    file_system_poll_wait_seconds: int = flag(1, "Seconds between polls for new versions (0: once)")
+    max_num_load_retries: int = flag(5, "Retries of a failed version load")
+    load_retry_interval_micros: int = flag(60_000_000, "Microseconds between load retries")
+    enable_model_warmup: bool = flag(
+        True, "Replay assets.extra/tf_serving_warmup_requests before serving"
+    )
+    num_request_iterations_for_warmup: int = flag(1, "Times each warmup request is replayed")
+    max_request_batch_size: int = flag(10_000, "scann-serve: most rows one request may carry")
+
+
+@dataclass(frozen=True)
+class TensorFlowConfig:
+    """TensorFlow's thread pools (0: TensorFlow's own choice)."""
+
+    session_parallelism: int = flag(
+        0, "Threads for TensorFlow ops (0: auto)", name="tensorflow_session_parallelism"
+    )
+    intra_op_parallelism: int = flag(
+        0, "Intra-op threads (0: auto)", name="tensorflow_intra_op_parallelism"
+    )
+    inter_op_parallelism: int = flag(
+        0, "Inter-op threads (0: auto)", name="tensorflow_inter_op_parallelism"
+    )
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything `scann-serve` was started with (immutable)."""
+    """Everything `scann-serve` was started with (immutable), one part per component."""
 
-    port: int = 8500
-    rest_api_port: int = 0
-    rest_api_num_threads: int = 8
-    rest_api_timeout_in_ms: int = 30_000
-    model_config: Any = None  # tensorflow.serving.ModelServerConfig
-    model_config_file: str = ""
-    model_config_file_poll_wait_seconds: int = 0
-    file_system_poll_wait_seconds: int = 1
-    max_num_load_retries: int = 5
-    load_retry_interval_micros: int = 60_000_000
-    batching: BatchingConfig | None = None
-    tls: TlsConfig | None = None
-    prometheus_paths: tuple[str, ...] = (DEFAULT_PROMETHEUS_PATH,)
-    grpc_max_threads: int = 8
-    grpc_options: tuple[tuple[str, Any], ...] = ()
-    enable_model_warmup: bool = True
-    num_request_iterations_for_warmup: int = 1
-    allow_version_labels_for_unavailable_models: bool = False
-    drain_grace_seconds: float = 10.0
-    max_request_batch_size: int = 10_000
-    grpc_server_mode: str = "threads"  # or "asyncio" (GRPC_SERVER_MODES)
-    extra: dict[str, Any] = field(default_factory=dict)
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    rest: RestConfig = field(default_factory=RestConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    batching: BatchingConfig | None = None  # --enable_batching, --batching_parameters_file
+    tensorflow: TensorFlowConfig = field(default_factory=TensorFlowConfig)
+    model_config_file: str = flag(
+        "", "ModelServerConfig text proto (overrides --model_name/--model_base_path)"
+    )
+    model_config_file_poll_wait_seconds: int = flag(
+        0, "Seconds between re-reads of --model_config_file (0: never)"
+    )
+    drain_grace_seconds: float = flag(
+        10.0, "scann-serve: seconds SIGTERM waits for in-flight calls"
+    )
 
 
 def _read_text_proto(path: str, message: Any, flag: str) -> Any:

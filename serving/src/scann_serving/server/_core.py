@@ -148,16 +148,29 @@ class ServingCore:
                 self._idle.notify_all()
 
     # --- predict -------------------------------------------------------------------
-    def _prepare(self, call: PredictCall) -> tuple[Servable, Signature, int]:
+    def resolve(self, ref: ModelRef) -> Servable:
+        """The version `ref` names, looked up once for an adapter that must read it first.
+
+        REST decodes JSON with the signature's input dtypes: it resolves here, decodes
+        against this version and hands it back to `predict`, so the version that decoded
+        the request is the one that runs it even if a new one became AVAILABLE meanwhile.
+        """
+        return self.manager.resolve(ref.name, ref.version, ref.label)
+
+    def _prepare(
+        self, call: PredictCall, resolved: Servable | None
+    ) -> tuple[Servable, Signature, int]:
         if call.deadline is not None and time.monotonic() > call.deadline:
             raise DeadlineExceeded("deadline expired before the request was computed")
-        servable = self.manager.resolve(call.model.name, call.model.version, call.model.label)
+        servable = self.resolve(call.model) if resolved is None else resolved
         signature = servable.signature(call.signature)
         rows = servable.validate(signature, call.inputs)
         return servable, signature, rows
 
     @contextlib.contextmanager
-    def _predicting(self, call: PredictCall) -> Iterator[_Prepared]:
+    def _predicting(
+        self, call: PredictCall, resolved: Servable | None = None
+    ) -> Iterator[_Prepared]:
         """Admission (drain), checks, the in-flight count and the request metric around one
         predict call; yields what running it needs."""
         started = time.perf_counter()
@@ -165,7 +178,7 @@ class ServingCore:
         servable: Servable | None = None
         status = "OK"
         try:
-            servable, signature, rows = self._prepare(call)
+            servable, signature, rows = self._prepare(call, resolved)
             yield _Prepared(servable, signature, rows, list(call.output_filter) or None)
         except asyncio.CancelledError:  # the caller went away (asyncio mode)
             status = "CANCELLED"
@@ -183,9 +196,13 @@ class ServingCore:
             run.servable, run.signature, call.inputs, run.rows, run.wanted, call.deadline
         )
 
-    def predict(self, call: PredictCall) -> PredictResult:
-        """Runs one predict call to completion on this thread (REST; via the batcher if on)."""
-        with self._predicting(call) as run:
+    def predict(self, call: PredictCall, resolved: Servable | None = None) -> PredictResult:
+        """Runs one predict call to completion on this thread (via the batcher if on).
+
+        `resolved`: the version `resolve(call.model)` returned, when the adapter already
+        looked it up (REST); otherwise the call's model is resolved here, once.
+        """
+        with self._predicting(call, resolved) as run:
             if self.batcher is None:
                 outputs = run.servable.run(run.signature, call.inputs, run.wanted)
             else:

@@ -7,7 +7,8 @@ thread parses, checks and answers every call; the model runs in the batcher's wo
 without batching, on a --grpc_max_threads pool), so the loop never waits on TensorFlow.
 Measured with a native client at 16 concurrent calls this serves 30-70 % more calls per
 second (README, benchmark); a lone Python caller waits up to ~0.1 ms longer, so the
-thread-pool server stays the default. The request/response conversion is `_grpc`'s, shared by both.
+thread-pool server stays the default. The request/response conversions are `_wire`'s,
+shared with the thread-pool adapter (`_grpc`) and REST.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
-from scann_serving.server._config import ServerConfig
+from scann_serving.server._config import GrpcConfig
 from scann_serving.server._core import METHOD_CLASSIFY, METHOD_REGRESS, ServingCore
 from scann_serving.server._errors import status_for
-from scann_serving.server._grpc import (
+from scann_serving.server._wire import (
     REFLECTED_SERVICES,
     bind,
     check_kind,
@@ -128,15 +129,15 @@ class AsyncioServer:
     drained by the core and the sockets close when the process exits.
     """
 
-    def __init__(self, config: ServerConfig, core: ServingCore) -> None:
+    def __init__(self, config: GrpcConfig, core: ServingCore) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
-        self._executor = ThreadPoolExecutor(config.grpc_max_threads, thread_name_prefix="grpc")
+        self._executor = ThreadPoolExecutor(config.max_threads, thread_name_prefix="grpc")
         self._server, health_servicer, self.port = _on_loop(self._loop, self._build(config, core))
         self.health = _Health(health_servicer, self._loop)
 
-    async def _build(self, config: ServerConfig, core: ServingCore) -> tuple[Any, Any, int]:
+    async def _build(self, config: GrpcConfig, core: ServingCore) -> tuple[Any, Any, int]:
         from grpc_health.v1 import _async as health_aio
         from grpc_health.v1 import health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
@@ -158,7 +159,7 @@ class AsyncioServer:
         _on_loop(self._loop, self._server.start())
 
 
-def build_asyncio_server(config: ServerConfig, core: ServingCore) -> tuple[Any, Any, int]:
+def build_asyncio_server(config: GrpcConfig, core: ServingCore) -> tuple[Any, Any, int]:
     """(server with start(), health with set()/enter_graceful_shutdown(), bound port)."""
     server = AsyncioServer(config, core)
     return server, server.health, server.port

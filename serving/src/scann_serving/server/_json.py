@@ -1,5 +1,7 @@
-"""TF Serving's REST JSON formats: row (`instances`) and columnar (`inputs`) requests, and
-`predictions` / `outputs` responses. Strings are UTF-8 text or `{"b64": "..."}`.
+"""TF Serving's REST JSON formats: row (`instances`) and columnar (`inputs`) requests,
+`predictions` / `outputs` responses, and the metadata object. Strings are UTF-8 text or
+`{"b64": "..."}`. The REST adapter's half of the wire, free of TensorFlow and TF Serving
+protos (the status page is `_wire`'s GetModelStatusResponse printed as JSON, in `_rest`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from typing import Any
 
 import numpy as np
+from google.protobuf import json_format
+from scann_serving.server._core import MetadataResult
 from scann_serving.server._errors import InvalidArgument
 from scann_serving.server._servable import TensorInfo
 
@@ -176,3 +180,15 @@ def predict_body(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, 
         return {"predictions": next(iter(columns.values()))}
     rows = len(next(iter(columns.values())))
     return {"predictions": [{key: columns[key][i] for key in columns} for i in range(rows)]}
+
+
+def metadata_body(meta: MetadataResult) -> dict[str, Any]:
+    """GET .../metadata: the model spec, its SignatureDefs and the ScaNN manifest."""
+    defs = {
+        key: json_format.MessageToDict(value, preserving_proto_field_name=True)
+        for key, value in meta.signature_defs.items()
+    }
+    return {
+        "model_spec": {"name": meta.model, "signature_name": "", "version": str(meta.version)},
+        "metadata": {"signature_def": {"signature_def": defs}, "scann_manifest": meta.manifest},
+    }

@@ -15,12 +15,11 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scann_serving.server._config import ServerConfig, validate_model_server_config
+from scann_serving.server._config import ModelsConfig, validate_model_server_config
 from scann_serving.server._errors import InvalidArgument, NotFound
 from scann_serving.server._metrics import Metrics
 from scann_serving.server._preflight import PreflightError
@@ -91,23 +90,16 @@ class ModelManager:
     """Owns every model's versions; thread-safe; knows nothing about gRPC or HTTP.
 
     Args:
-        config: The server configuration (models, polling, retries, warmup).
+        config: The models part of the server configuration (polling, retries, warmup).
         metrics: Where loads and unloads are counted.
-        on_change: Called after any version changes state.
         loader: Builds one version's servable; default `savedmodel_loader`.
     """
 
     def __init__(
-        self,
-        config: ServerConfig,
-        metrics: Metrics,
-        on_change: Callable[[], None],
-        *,
-        loader: ServableLoader | None = None,
+        self, config: ModelsConfig, metrics: Metrics, *, loader: ServableLoader | None = None
     ) -> None:
         self._config = config
         self._metrics = metrics
-        self._on_change = on_change
         self._loader = loader or savedmodel_loader(config.max_request_batch_size)
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
@@ -136,7 +128,6 @@ class ModelManager:
             gc.collect()
         if poll:
             self.poll_once()
-        self._on_change()
 
     # --- polling -------------------------------------------------------------------
     def start(self) -> None:
@@ -200,7 +191,6 @@ class ModelManager:
             self._metrics.unloaded(name, record.version)
         if stale:
             gc.collect()
-            self._on_change()
 
     def _should_retry(self, record: VersionRecord) -> bool:
         if record.state != "END" or record.permanent_failure:
@@ -218,7 +208,6 @@ class ModelManager:
             record = model.versions.setdefault(version, VersionRecord(version))
             record.state, record.attempts = "LOADING", record.attempts + 1
             record.last_attempt = time.monotonic()
-        self._on_change()
         path = Path(model.config.base_path) / str(version)
         started = time.monotonic()
         log.info("loading model %s version %d from %s", name, version, path)
@@ -236,7 +225,6 @@ class ModelManager:
         log.info(
             "model %s version %d is AVAILABLE (%.1fs)", name, version, time.monotonic() - started
         )
-        self._on_change()
 
     def _failed(self, name: str, record: VersionRecord, exc: Exception) -> None:
         preflight = isinstance(exc, PreflightError)
@@ -252,7 +240,6 @@ class ModelManager:
             record.permanent_failure = preflight
         self._metrics.loaded(name, record.version, "failure", 0.0)
         log.error("model %s version %d failed to load: %s", name, record.version, message)
-        self._on_change()
 
     # --- queries ---------------------------------------------------------------------
     def resolve(self, name: str, version: int | None, label: str | None) -> Servable:
@@ -313,8 +300,3 @@ class ModelManager:
                 any(r.servable is not None for r in m.versions.values())
                 for m in self._models.values()
             )
-
-    def model_names(self) -> list[str]:
-        """The configured model names."""
-        with self._lock:
-            return sorted(self._models)

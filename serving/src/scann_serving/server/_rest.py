@@ -3,6 +3,9 @@
 URLs (as tensorflow_model_server): `GET /v1/models/NAME[/versions/N|/labels/L]` (status),
 `GET .../metadata`, `POST ...:predict` (also `:classify`/`:regress`, answered as TF Serving
 does for predict signatures). Errors are `{"error": "..."}` with TF Serving's HTTP codes.
+This module routes HTTP; the JSON formats are `_json`'s, the status proto `_wire`'s. A
+predict resolves its version once (`ServingCore.resolve`), decodes the JSON with that
+version's input dtypes and runs on that same version.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from google.protobuf import json_format
-from scann_serving.server._config import ServerConfig
+from scann_serving.server._config import RestConfig
 from scann_serving.server._core import (
     METADATA_FIELDS,
     METHOD_CLASSIFY,
@@ -27,9 +30,10 @@ from scann_serving.server._core import (
     ServingCore,
 )
 from scann_serving.server._errors import InvalidArgument, NotFound, status_for
-from scann_serving.server._grpc import status_response
-from scann_serving.server._json import parse_body, predict_body, request_inputs
+from scann_serving.server._json import metadata_body, parse_body, predict_body, request_inputs
+from scann_serving.server._manager import VersionRecord
 from scann_serving.server._metrics import Metrics
+from scann_serving.server._wire import status_response
 
 log = logging.getLogger("scann_serving.server")
 
@@ -38,6 +42,15 @@ _PATH = re.compile(
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<meta>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
 )
+
+
+def _status_body(records: list[VersionRecord]) -> Any:
+    """GET /v1/models/NAME: the GetModelStatusResponse as TF Serving's REST JSON."""
+    return json_format.MessageToDict(
+        status_response(records),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
 
 
 def _ref(match: re.Match[str]) -> ModelRef:
@@ -105,13 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             core.check_method(ref, parse_body(body).get("signature_name", ""), expected, kind)
         if method == "GET" and verb is None and match["meta"]:
-            return 200, self._metadata(ref)
+            return 200, metadata_body(core.metadata(ref, list(METADATA_FIELDS)))
         if method == "GET" and verb is None:
-            return 200, json_format.MessageToDict(
-                status_response(core.status(ref)),
-                preserving_proto_field_name=True,
-                always_print_fields_with_no_presence=True,
-            )
+            return 200, _status_body(core.status(ref))
         raise InvalidArgument(f"Malformed request: {method} {path}")
 
     def _predict(self, ref: ModelRef, body: bytes) -> Any:
@@ -120,23 +129,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(signature, str):
             raise InvalidArgument('"signature_name" must be a string')
         core = self.server.core
-        servable = core.manager.resolve(ref.name, ref.version, ref.label)
-        inputs, row_format = request_inputs(data, servable.signature(signature).inputs)
-        timeout = self.server.config.rest_api_timeout_in_ms / 1000
+        # One lookup: the version whose input dtypes decode the JSON is the one that runs it.
+        version = core.resolve(ref)
+        inputs, row_format = request_inputs(data, version.signature(signature).inputs)
+        timeout = self.server.config.timeout_in_ms / 1000
         call = PredictCall(ref, signature, inputs, deadline=time.monotonic() + timeout, api="rest")
-        result = core.predict(call)
-        return predict_body(result.outputs, row_format)
-
-    def _metadata(self, ref: ModelRef) -> Any:
-        meta = self.server.core.metadata(ref, list(METADATA_FIELDS))
-        defs = {
-            key: json_format.MessageToDict(value, preserving_proto_field_name=True)
-            for key, value in meta.signature_defs.items()
-        }
-        return {
-            "model_spec": {"name": meta.model, "signature_name": "", "version": str(meta.version)},
-            "metadata": {"signature_def": {"signature_def": defs}, "scann_manifest": meta.manifest},
-        }
+        return predict_body(core.predict(call, version).outputs, row_format)
 
     def _send(self, status: int, payload: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -153,17 +151,17 @@ class _RestServer(ThreadingHTTPServer):
     # once in the benchmark) overflowed it and connections were reset.
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, config: ServerConfig, core: ServingCore, metrics: Metrics) -> None:
-        super().__init__(("0.0.0.0", config.rest_api_port), _Handler)
+    def __init__(self, config: RestConfig, core: ServingCore, metrics: Metrics) -> None:
+        super().__init__(("0.0.0.0", config.port), _Handler)
         self.config, self.core, self.metrics = config, core, metrics
         self.metric_paths = set(config.prometheus_paths)
-        self.slots = threading.BoundedSemaphore(max(1, config.rest_api_num_threads))
+        self.slots = threading.BoundedSemaphore(max(1, config.num_threads))
 
 
 class RestServer:
     """The HTTP server on --rest_api_port, serving on a background thread."""
 
-    def __init__(self, config: ServerConfig, core: ServingCore, metrics: Metrics) -> None:
+    def __init__(self, config: RestConfig, core: ServingCore, metrics: Metrics) -> None:
         self._server = _RestServer(config, core, metrics)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="rest", daemon=True)

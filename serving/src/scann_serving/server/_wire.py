@@ -1,0 +1,166 @@
+"""TF Serving's protos ↔ the core's domain types: the conversions every transport shares.
+
+The adapters stand side by side over this module and only translate their transport:
+`_grpc` (thread-pool gRPC) and `_grpc_aio` (asyncio gRPC) call the functions here from
+their servicer methods, `_rest` + `_json` use the status conversion for the REST status
+page. Nothing here knows about threads, event loops or HTTP. The gRPC listener settings
+both gRPC adapters bind with (TF Serving's message limits, TLS, service names) are here
+too, so neither gRPC adapter imports the other.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+from scann_serving.server._config import GrpcConfig
+from scann_serving.server._core import (
+    METHOD_CLASSIFY,
+    METHOD_REGRESS,
+    ModelRef,
+    PredictCall,
+    PredictResult,
+    ServingCore,
+)
+from scann_serving.server._errors import NUMERIC_CODE, InvalidArgument
+from scann_serving.server._manager import VersionRecord
+from scann_serving.server._tensors import array_to_proto, proto_to_array
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    predict_pb2,
+)
+
+MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX)
+SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+REFLECTED_SERVICES = (
+    *SERVICE_NAMES,
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
+
+
+# --- requests → domain ---------------------------------------------------------------
+def model_ref(spec: Any) -> ModelRef:
+    """A ModelRef from a tensorflow.serving.ModelSpec."""
+    if not spec.name:
+        raise InvalidArgument("model_spec.name is empty; name the model to call")
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return ModelRef(spec.name, version=int(spec.version.value))
+    if choice == "version_label":
+        return ModelRef(spec.name, label=spec.version_label)
+    return ModelRef(spec.name)
+
+
+def deadline(context: Any) -> float | None:
+    """The call's deadline as time.monotonic() seconds (a sync or asyncio gRPC context)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def predict_call(request: Any, context: Any) -> PredictCall:
+    """A PredictCall from a PredictRequest (inputs converted, deadline from the context)."""
+    return PredictCall(
+        model=model_ref(request.model_spec),
+        signature=request.model_spec.signature_name,
+        inputs={key: proto_to_array(value, key) for key, value in request.inputs.items()},
+        output_filter=tuple(request.output_filter),
+        deadline=deadline(context),
+    )
+
+
+# --- domain → responses --------------------------------------------------------------
+def predict_response(result: PredictResult) -> Any:
+    """A PredictResponse from a core result."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = result.model
+    response.model_spec.version.value = result.version
+    response.model_spec.signature_name = result.signature
+    for key, value in result.outputs.items():
+        array_to_proto(value, response.outputs[key])
+    return response
+
+
+def status_response(records: list[VersionRecord]) -> Any:
+    """A GetModelStatusResponse from the manager's version records (gRPC and REST)."""
+    response = get_model_status_pb2.GetModelStatusResponse()
+    state_enum = get_model_status_pb2.ModelVersionStatus.State
+    for record in records:
+        status = response.model_version_status.add()
+        status.version = record.version
+        status.state = state_enum.Value(record.state)
+        status.status.error_code = NUMERIC_CODE[record.error_code]
+        status.status.error_message = record.error_message
+    return response
+
+
+# --- whole calls whose answer is only a conversion (both gRPC adapters) ----------------
+def metadata_response(core: ServingCore, request: Any) -> Any:
+    """A GetModelMetadataResponse (signature_def and/or scann_manifest, as requested)."""
+    meta = core.metadata(model_ref(request.model_spec), list(request.metadata_field))
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = meta.model
+    response.model_spec.version.value = meta.version
+    if "signature_def" in request.metadata_field:
+        defs = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in meta.signature_defs.items():
+            defs.signature_def[key].CopyFrom(value)
+        response.metadata["signature_def"].Pack(defs)
+    if "scann_manifest" in request.metadata_field and meta.manifest is not None:
+        manifest = struct_pb2.Struct()
+        manifest.update(meta.manifest)
+        response.metadata["scann_manifest"].Pack(manifest)
+    return response
+
+
+def check_kind(core: ServingCore, spec: Any, method: str) -> None:
+    """Classify/Regress on one model_spec: always raises, with TF Serving's status."""
+    kind = "classification" if method == METHOD_CLASSIFY else "regression"
+    core.check_method(model_ref(spec), spec.signature_name, method, kind)
+
+
+def check_multi_inference(core: ServingCore, request: Any) -> None:
+    """MultiInference: TF Serving's answer for every task (scann-serve has no such signatures)."""
+    if not request.tasks:
+        raise InvalidArgument("MultiInferenceRequest has no tasks")
+    for task in request.tasks:
+        if task.method_name not in (METHOD_CLASSIFY, METHOD_REGRESS):
+            raise InvalidArgument(f"Unsupported signature method_name: {task.method_name}")
+        check_kind(core, task.model_spec, task.method_name)
+
+
+def reload_response(core: ServingCore, request: Any) -> Any:
+    """Applies HandleReloadConfigRequest's config; an OK ReloadConfigResponse."""
+    core.reload(request.config)
+    response = model_management_pb2.ReloadConfigResponse()
+    response.status.error_code = 0
+    return response
+
+
+# --- the gRPC listener (both gRPC adapters) ------------------------------------------
+def server_options(config: GrpcConfig) -> list[tuple[str, Any]]:
+    """Channel arguments: TF Serving's message limits, then --grpc_channel_arguments."""
+    defaults = {
+        "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+        "grpc.so_reuseport": 0,
+    }
+    # --grpc_channel_arguments override the defaults (gRPC would keep the first duplicate).
+    return list({**defaults, **dict(config.options)}.items())
+
+
+def bind(server: Any, config: GrpcConfig) -> int:
+    """Adds the --port listener (TLS from --ssl_config_file) to a sync or aio server."""
+    address = f"0.0.0.0:{config.port}"
+    if config.tls is None:
+        return int(server.add_insecure_port(address))
+    credentials = grpc.ssl_server_credentials(
+        [(config.tls.server_key, config.tls.server_cert)],
+        root_certificates=config.tls.custom_ca,
+        require_client_auth=config.tls.client_verify,
+    )
+    return int(server.add_secure_port(address, credentials))
