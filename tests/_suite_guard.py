@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import psutil
 
 #: How long a test's threads and processes get to end after it, before they count as leaked.
-SETTLE_SECONDS = 10.0
+SETTLE_SECONDS = 5.0
 DEFAULT_RUN_CAP_SECONDS = 40 * 60
 #: Threads owned by session-wide machinery that start lazily inside whichever test first
 #: needs them (asyncio's default executor of the session loop, gRPC's and the fake
