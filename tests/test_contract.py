@@ -46,11 +46,7 @@ SAME_STRING_OTHER_MEANING: dict[tuple[str, str], tuple[int, str]] = {
 }
 
 #: Names a package still spells itself, for now: package -> values.
-NOT_YET_SHARED: dict[str, set[str]] = {
-    # The gRPC/REST adapters build GetModelMetadata answers; they are moving into one wire
-    # module, which should take the field names from `_core.METADATA_FIELDS`.
-    "server": {contract.MANIFEST_METADATA_FIELD},
-}
+NOT_YET_SHARED: dict[str, set[str]] = {}
 
 TF_FREE_PROBE = """
 import json, sys

@@ -30,10 +30,11 @@ from scann_serving.client.contract import (
     SCORES,
     SEARCH_EMBEDDING,
     SERVING_DEFAULT,
+    SIGNATURE_DEF_METADATA_FIELD,
 )
 
 #: GetModelMetadata field with the signatures (the only one TF Serving knows).
-SIGNATURE_DEF_FIELD: Final = "signature_def"
+SIGNATURE_DEF_FIELD: Final = SIGNATURE_DEF_METADATA_FIELD
 #: GetModelMetadata field with the export manifest (scann-serve only; TF Serving rejects it).
 MANIFEST_FIELD: Final = MANIFEST_METADATA_FIELD
 _TYPE_URL_PREFIX: Final = "type.googleapis.com/"

@@ -61,6 +61,8 @@ MANIFEST_PATH: Final = f"{ASSETS_EXTRA}/{MANIFEST_FILENAME}"
 WARMUP_PATH: Final = f"{ASSETS_EXTRA}/{WARMUP_FILENAME}"
 
 # --- GetModelMetadata ---------------------------------------------------------------
+#: TF Serving's metadata field (and REST key) for the SignatureDefs.
+SIGNATURE_DEF_METADATA_FIELD: Final = "signature_def"
 #: The metadata field scann-serve answers with the manifest (TF Serving rejects it).
 MANIFEST_METADATA_FIELD: Final = "scann_manifest"
 
@@ -79,6 +81,7 @@ __all__ = [
     "SCORES",
     "SEARCH_EMBEDDING",
     "SERVING_DEFAULT",
+    "SIGNATURE_DEF_METADATA_FIELD",
     "SIGNATURE_NAMES",
     "WARMUP_FILENAME",
     "WARMUP_PATH",

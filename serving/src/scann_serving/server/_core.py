@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scann_serving.client.contract import MANIFEST_METADATA_FIELD
+from scann_serving.client.contract import MANIFEST_METADATA_FIELD, SIGNATURE_DEF_METADATA_FIELD
 from scann_serving.server._batching import Batcher
 from scann_serving.server._config import ConfigError
 from scann_serving.server._errors import (
@@ -36,7 +36,7 @@ from scann_serving.server._servable import DEFAULT_SIGNATURE, Servable, Signatur
 METHOD_CLASSIFY = "tensorflow/serving/classify"
 METHOD_REGRESS = "tensorflow/serving/regress"
 METHOD_PREDICT = "tensorflow/serving/predict"
-METADATA_FIELDS = ("signature_def", MANIFEST_METADATA_FIELD)
+METADATA_FIELDS = (SIGNATURE_DEF_METADATA_FIELD, MANIFEST_METADATA_FIELD)
 DRAIN_ADMIT_SECONDS = 0.05
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import json_format
+from scann_serving.client.contract import MANIFEST_METADATA_FIELD, SIGNATURE_DEF_METADATA_FIELD
 from scann_serving.server._core import MetadataResult
 from scann_serving.server._errors import InvalidArgument
 from scann_serving.server._servable import TensorInfo
@@ -190,5 +191,8 @@ def metadata_body(meta: MetadataResult) -> dict[str, Any]:
     }
     return {
         "model_spec": {"name": meta.model, "signature_name": "", "version": str(meta.version)},
-        "metadata": {"signature_def": {"signature_def": defs}, "scann_manifest": meta.manifest},
+        "metadata": {
+            SIGNATURE_DEF_METADATA_FIELD: {SIGNATURE_DEF_METADATA_FIELD: defs},
+            MANIFEST_METADATA_FIELD: meta.manifest,
+        },
     }

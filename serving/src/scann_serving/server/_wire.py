@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
+from scann_serving.client.contract import MANIFEST_METADATA_FIELD, SIGNATURE_DEF_METADATA_FIELD
 from scann_serving.server._config import GrpcConfig
 from scann_serving.server._core import (
     METHOD_CLASSIFY,
@@ -105,15 +106,15 @@ def metadata_response(core: ServingCore, request: Any) -> Any:
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.name = meta.model
     response.model_spec.version.value = meta.version
-    if "signature_def" in request.metadata_field:
+    if SIGNATURE_DEF_METADATA_FIELD in request.metadata_field:
         defs = get_model_metadata_pb2.SignatureDefMap()
         for key, value in meta.signature_defs.items():
             defs.signature_def[key].CopyFrom(value)
-        response.metadata["signature_def"].Pack(defs)
-    if "scann_manifest" in request.metadata_field and meta.manifest is not None:
+        response.metadata[SIGNATURE_DEF_METADATA_FIELD].Pack(defs)
+    if MANIFEST_METADATA_FIELD in request.metadata_field and meta.manifest is not None:
         manifest = struct_pb2.Struct()
         manifest.update(meta.manifest)
-        response.metadata["scann_manifest"].Pack(manifest)
+        response.metadata[MANIFEST_METADATA_FIELD].Pack(manifest)
     return response
 
 
