@@ -72,7 +72,7 @@ def predict_request(
     queries: Iterable[bytes | str] | None = None,
     *,
     signature: str | None = None,
-    k: int | None = None,
+    k: int | np.integer | np.ndarray | None = None,
     version: int | None = None,
     **inputs: Any,
 ) -> Any:
@@ -83,7 +83,7 @@ def predict_request(
         queries: Raw query keys, sent as the string input `query` `[batch]`.
         signature: model_spec.signature_name; default `retrieve` when `k` is given, else
             `serving_default`.
-        k: The int32 scalar input `k`.
+        k: The scalar input `k` (a python int as int32; a numpy value keeps its dtype).
         version: model_spec.version (none: the latest).
         **inputs: Any other inputs: TensorProtos as they are, numpy/python values through
             `tf.make_tensor_proto`.
@@ -99,8 +99,9 @@ def predict_request(
         request.model_spec.version.value = version
     if queries is not None:
         request.inputs["query"].CopyFrom(string_tensor(queries))
-    if k is not None:
-        request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(k)))
+    if k is not None:  # a python int is sent as the signature's int32; numpy keeps its dtype
+        value = k if isinstance(k, np.ndarray | np.generic) else np.int32(k)
+        request.inputs["k"].CopyFrom(tf.make_tensor_proto(value))
     for key, value in inputs.items():
         tensor = value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
         request.inputs[key].CopyFrom(tensor)
