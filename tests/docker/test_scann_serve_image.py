@@ -164,12 +164,13 @@ def test_overlay_flags_and_configmaps_serve_and_drain(
     )
     assert metrics.status_code == 200 and "# TYPE" in metrics.text
     # SIGTERM (what the kubelet sends after preStop): exits cleanly within its drain budget,
-    # which is what terminationGracePeriodSeconds is sized from.
-    started = time.monotonic()
+    # which is what terminationGracePeriodSeconds is sized from: the server itself says when
+    # it had to stop with calls still in flight.
     server.proc.send_signal(signal.SIGTERM)
     code = server.proc.wait(timeout=DRAIN_FOR_TEST_S + 30)
-    assert code == 0, server.log.read_text()[-2000:]
-    assert time.monotonic() - started <= DRAIN_FOR_TEST_S + 5
+    log = server.log.read_text()
+    assert code == 0, log[-2000:]
+    assert "grace period over" not in log, log[-2000:]
 
 
 def test_build_md_local_smoke_test_passes(scann_serve: str, tiny_model_base: Path) -> None:
