@@ -14,9 +14,6 @@ from serve_helpers import ServerProcess
 #: A native ERROR line from TensorFlow ("... E external/.../x.cc:51] ...") or Python logging.
 ERROR_LINE = re.compile(r"(^|\s)E\d{0,4} [\w./-]+\.cc:\d+\]|\bERROR\b")
 NOISE = "failed call to cuInit"
-PROBE = (
-    "import tensorflow as tf, sys; tf.config.list_physical_devices(); sys.stderr.write('done\\n')"
-)
 #: start_tensorflow() with a real error printed natively inside the captured window.
 QUIET = """
 import os, sys
@@ -49,9 +46,9 @@ def test_only_the_no_gpu_line_is_dropped() -> None:
 
 @pytest.mark.skipif(has_nvidia_device(), reason="this machine has a GPU: nothing is filtered")
 def test_start_tensorflow_hides_the_cuda_probe_and_keeps_other_errors() -> None:
-    raw = _stderr(PROBE)
-    if NOISE not in raw:
-        pytest.skip("TensorFlow prints no cuInit error on this machine (no NVIDIA driver)")
+    # Where the NVIDIA driver library exists without a GPU (CI here), TensorFlow's probe
+    # prints NOISE during start_tensorflow(); elsewhere it prints nothing. Either way it must
+    # not come through, while a real native error printed in the same window must.
     quiet = _stderr(QUIET)
     assert NOISE not in quiet, quiet
     assert "a real native error" in quiet and quiet.rstrip().endswith("done"), quiet
