@@ -16,6 +16,7 @@ is not (yet) serving, and `credentials=` when the server uses TLS.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ERROR_LINE",
     "GRPC_SERVER_MODES",
     "ServerProcess",
     "free_port",
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 DEFAULT = "serving_default"
+
+#: A native ERROR line from TensorFlow ("... E external/.../x.cc:51] ...") or Python logging.
+ERROR_LINE = re.compile(r"(^|\s)E\d{0,4} [\w./-]+\.cc:\d+\]|\bERROR\b")
 
 START_TIMEOUT_SECONDS = 90.0
 

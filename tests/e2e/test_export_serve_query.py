@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from serve_helpers import ServerProcess
+from serve_helpers import ERROR_LINE, ServerProcess
 
 MODEL = "retrieval"
 QUERY = "42"
@@ -55,6 +55,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"wrote {base / '1'}" in done.stdout + done.stderr
+    # First contact is quiet: no ERROR line (TensorFlow's no-GPU cuInit probe included).
+    errors = [line for line in done.stderr.splitlines() if ERROR_LINE.search(line)]
+    assert not errors, errors
     assert (base / "1" / "saved_model.pb").is_file()
     assert (base / "1" / "assets.extra" / "scann_manifest.json").is_file()
     return base

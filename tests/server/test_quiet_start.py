@@ -3,16 +3,13 @@ GPU, in scann-serve's log or from scann-export, while real errors still show."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
 import pytest
 from scann_serving.client._quiet_tf import has_nvidia_device, keep_line
-from serve_helpers import ServerProcess
+from serve_helpers import ERROR_LINE, ServerProcess
 
-#: A native ERROR line from TensorFlow ("... E external/.../x.cc:51] ...") or Python logging.
-ERROR_LINE = re.compile(r"(^|\s)E\d{0,4} [\w./-]+\.cc:\d+\]|\bERROR\b")
 NOISE = "failed call to cuInit"
 #: start_tensorflow() with a real error printed natively inside the captured window.
 QUIET = """
