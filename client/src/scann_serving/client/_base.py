@@ -27,6 +27,7 @@ from scann_serving.client._config import (
     channel_options,
 )
 from scann_serving.client._errors import InvalidRequest
+from scann_serving.client._proto import tf_framework_pb2 as fw
 from scann_serving.client._proto import tf_serving_pb2 as pb
 from scann_serving.client._protocol import (
     MANIFEST_FIELD,
@@ -36,8 +37,14 @@ from scann_serving.client._protocol import (
     parse_metadata,
     parse_predict,
 )
-from scann_serving.client._tensors import float32_tensor, int32_scalar, string_matrix, string_tensor
-from scann_serving.client._types import ModelMetadata, RetrievalResult
+from scann_serving.client._tensors import (
+    float32_tensor,
+    int32_scalar,
+    integer_tensor,
+    string_matrix,
+    string_tensor,
+)
+from scann_serving.client._types import ModelMetadata, RetrievalResult, Signature
 from scann_serving.client._validate import Exclusions, Queries
 
 # The signatures and tensor names of the retrieval contract (docs/ARCHITECTURE.md).
@@ -193,27 +200,41 @@ class BaseRetrievalClient:
         k: int | None,
         exclude: Exclusions | None,
     ) -> Plan:
-        keys = check.query_keys(queries)
         if exclude is not None:
             sig = check.signature(meta, RETRIEVE_WITH_EXCLUSIONS)
             cut = None if k is None else check.check_cut(k, meta, sig.name)
+            name, tensor, rows = self._query_input(meta, sig, queries)
             inputs = {
-                check.input_name(sig, QUERY, "DT_STRING", 1): string_tensor(keys),
+                name: tensor,
                 check.input_name(sig, EXCLUDE, "DT_STRING", 2): string_matrix(
-                    check.exclusion_rows(exclude, len(keys))
+                    check.exclusion_rows(exclude, rows)
                 ),
             }
             return Plan(self._predict(key, sig.name, inputs), sig.name, cut)
         if k is None:
             sig = check.signature(meta, SERVING_DEFAULT)
-            inputs = {check.input_name(sig, QUERY, "DT_STRING", 1): string_tensor(keys)}
-            return Plan(self._predict(key, sig.name, inputs), sig.name)
+            name, tensor, _ = self._query_input(meta, sig, queries)
+            return Plan(self._predict(key, sig.name, {name: tensor}), sig.name)
         sig = check.signature(meta, RETRIEVE)
+        name, tensor, _ = self._query_input(meta, sig, queries)
         inputs = {
-            check.input_name(sig, QUERY, "DT_STRING", 1): string_tensor(keys),
+            name: tensor,
             check.input_name(sig, K, "DT_INT32", 0): int32_scalar(check.check_k(k, meta)),
         }
         return Plan(self._predict(key, sig.name, inputs), sig.name)
+
+    @staticmethod
+    def _query_input(
+        meta: ModelMetadata, sig: Signature, queries: Queries
+    ) -> tuple[str, fw.TensorProto, int]:
+        """The query input's name, the keys as its tensor (strings, or integer ids when the
+        model's query tower takes ids), and the number of queries."""
+        spec = sig.inputs.get(QUERY)
+        if spec is not None and spec.dtype in check.INTEGER_QUERY_DTYPES:
+            ids = check.integer_keys(queries, spec.dtype, meta)
+            return QUERY, integer_tensor(ids), len(ids)
+        keys = check.query_keys(queries)
+        return check.input_name(sig, QUERY, "DT_STRING", 1), string_tensor(keys), len(keys)
 
     def _plan_search(self, meta: ModelMetadata, key: _Key, embeddings: Any, k: int | None) -> Plan:
         sig = check.signature(meta, SEARCH_EMBEDDING)

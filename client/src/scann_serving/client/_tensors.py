@@ -66,6 +66,15 @@ def int32_scalar(value: int) -> fw.TensorProto:
     return fw.TensorProto(dtype=fw.DT_INT32, int_val=[value])
 
 
+def integer_tensor(array: np.ndarray) -> fw.TensorProto:
+    """A DT_INT64 or DT_INT32 tensor of `array`'s dtype and shape (`tensor_content` bytes)."""
+    dtype = fw.DT_INT64 if array.dtype == np.int64 else fw.DT_INT32
+    data = np.ascontiguousarray(array, dtype=_NUMPY_DTYPES[dtype])
+    proto = fw.TensorProto(dtype=dtype, tensor_content=data.tobytes())
+    _shape(proto, data.shape)
+    return proto
+
+
 def float32_tensor(array: np.ndarray) -> fw.TensorProto:
     """A DT_FLOAT tensor of `array`'s shape, as little-endian bytes in `tensor_content`."""
     data = np.ascontiguousarray(array, dtype="<f4")

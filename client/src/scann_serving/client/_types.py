@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scann_serving.client.contract import QUERY, SERVING_DEFAULT
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +104,15 @@ class ModelMetadata:
     default_k: int | None = None
     max_k: int | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def query_dtype(self) -> str | None:
+        """The dtype of `serving_default`'s `query` input: `"DT_STRING"` (raw keys), or
+        `"DT_INT64"` when the model's query tower takes integer ids (`None` if not declared).
+        `retrieve()` converts keys to it: ints and decimal strings both work for ids."""
+        signature = self.signatures.get(SERVING_DEFAULT)
+        spec = None if signature is None else signature.inputs.get(QUERY)
+        return None if spec is None else spec.dtype
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (signatures with their inputs and outputs; no manifest)."""

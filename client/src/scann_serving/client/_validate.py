@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,59 @@ def query_keys(queries: Queries) -> list[str | bytes]:
     if not keys:
         raise InvalidRequest("queries is empty: pass at least one query key")
     return keys
+
+
+#: The integer dtypes a `query` input may have: numpy dtype and the range of ids it holds.
+INTEGER_QUERY_DTYPES: dict[str, type[np.integer[Any]]] = {
+    "DT_INT64": np.int64,
+    "DT_INT32": np.int32,
+}
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+def integer_keys(queries: Queries, dtype: str, meta: ModelMetadata) -> np.ndarray:
+    """Query keys as the ids of a model whose query tower takes integers.
+
+    Ints and decimal strings (`42`, `"42"`, `b"42"`) are accepted; anything else, and ids
+    outside the dtype or the ids the tower knows (the manifest's `query_key`), is refused.
+    """
+    np_dtype = INTEGER_QUERY_DTYPES[dtype]
+    info = np.iinfo(np_dtype)
+    low, high = int(info.min), int(info.max)
+    block = meta.manifest.get("query_key")
+    if isinstance(block, dict):
+        low = _whole(block.get("min_id"), low)
+        high = _whole(block.get("max_id"), high)
+    if isinstance(queries, str | bytes | int | float | np.generic):
+        queries = [queries]  # type: ignore[list-item]
+    ids: list[int] = []
+    for key in np.asarray(queries, dtype=object).ravel().tolist():
+        text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+        if isinstance(text, str) and _DECIMAL.fullmatch(text):
+            key_id = int(text)
+        elif isinstance(key, int | np.integer) and not isinstance(key, bool):
+            key_id = int(key)
+        else:
+            raise InvalidRequest(
+                f"query key {key!r}: model {meta.model_name!r} takes integer ids "
+                f"({dtype}); pass ints or decimal strings such as '42'"
+            )
+        if not low <= key_id <= high:
+            raise InvalidRequest(
+                f"query key {key!r} is outside the ids model {meta.model_name!r} knows "
+                f"({low}..{high}); pass a known id"
+            )
+        ids.append(key_id)
+    if not ids:
+        raise InvalidRequest("queries is empty: pass at least one query key")
+    return np.asarray(ids, dtype=np_dtype)
+
+
+def _whole(value: Any, default: int) -> int:
+    # A Struct holds every number as a double: 942.0 is the id 942.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def check_k(k: int, meta: ModelMetadata) -> int:

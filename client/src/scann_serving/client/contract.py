@@ -31,7 +31,8 @@ RETRIEVE_WITH_EXCLUSIONS: Final = "retrieve_with_exclusions"
 SIGNATURE_NAMES: Final = (SERVING_DEFAULT, RETRIEVE, SEARCH_EMBEDDING, RETRIEVE_WITH_EXCLUSIONS)
 
 # --- inputs -------------------------------------------------------------------------
-#: Raw query keys, string `[batch]` (the user id for the built-in two-tower model).
+#: Raw query keys, string `[batch]` (the user id for the built-in two-tower model), or
+#: int64 `[batch]` for a query tower over integer ids (the manifest's `query_key`).
 QUERY: Final = "query"
 #: Results per query, int32 scalar.
 K: Final = "k"

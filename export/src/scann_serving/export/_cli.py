@@ -82,9 +82,15 @@ def _training_flags(g: argparse._ArgumentGroup) -> None:
 
 def _own_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
-        "--query-model", type=Path, help="query-tower SavedModel (e.g. Keras model.export())"
+        "--query-model",
+        type=Path,
+        help="query-tower SavedModel (e.g. Keras model.export()): one string or int input",
     )
-    g.add_argument("--query-model-signature", default="serving_default")
+    g.add_argument(
+        "--query-model-signature",
+        default="serving_default",
+        help="its signature (Keras 3 model.export() also writes 'serve')",
+    )
     g.add_argument("--query-model-output", help="output key when the signature has several")
     g.add_argument(
         "--candidates", type=Path, help="candidate embeddings: .npy [n, dim] or .parquet"
@@ -109,6 +115,9 @@ def _index_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--dimensions-per-block", type=int)
     g.add_argument("--anisotropic-quantization-threshold", type=float)
     g.add_argument("--training-sample-size", type=int)
+    g.add_argument(
+        "--training-iterations", type=int, help="k-means iterations of the tree (default 12)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
@@ -151,6 +160,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
             args.dimensions_per_block,
             args.anisotropic_quantization_threshold,
             args.training_sample_size,
+            args.training_iterations,
         ),
         target_recall=args.target_recall,
         augment_candidates=args.augment_candidates,

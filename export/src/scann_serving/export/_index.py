@@ -25,6 +25,8 @@ BRUTE_FORCE_MAX_CANDIDATES = 5_000
 DEFAULT_DIMENSIONS_PER_BLOCK = 2
 DEFAULT_ANISOTROPIC_THRESHOLD = 0.2
 DEFAULT_TRAINING_SAMPLE_SIZE = 250_000
+#: k-means iterations that train the tree (ScaNN's default).
+DEFAULT_TRAINING_ITERATIONS = 12
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class IndexConfig:
         anisotropic_quantization_threshold: ScaNN's anisotropic loss threshold (dot product).
         training_sample_size: Points sampled to train the tree and the codebooks.
         brute_force: Exhaustive float32 search instead of tree + hashing.
+        training_iterations: k-means iterations that train the tree's partitions.
     """
 
     num_leaves: int = 0
@@ -48,6 +51,7 @@ class IndexConfig:
     anisotropic_quantization_threshold: float = DEFAULT_ANISOTROPIC_THRESHOLD
     training_sample_size: int = DEFAULT_TRAINING_SAMPLE_SIZE
     brute_force: bool = True
+    training_iterations: int = DEFAULT_TRAINING_ITERATIONS
 
     def validate(self, num_candidates: int, k: int) -> None:
         """Raises `ValueError` naming the knob and the fix when the config cannot work."""
@@ -74,6 +78,8 @@ class IndexConfig:
             )
         if self.dimensions_per_block < 1:
             raise ValueError(f"dimensions_per_block={self.dimensions_per_block} must be >= 1")
+        if self.training_iterations < 1:
+            raise ValueError(f"training_iterations={self.training_iterations} must be >= 1")
 
     def with_search(self, num_leaves_to_search: int, num_reordering_candidates: int) -> IndexConfig:
         """A copy with other query-time knobs (what tuning varies)."""
@@ -149,6 +155,7 @@ def _configure(builder: Any, config: IndexConfig, num_candidates: int) -> Any:
         num_leaves=config.num_leaves,
         num_leaves_to_search=config.num_leaves_to_search,
         training_sample_size=min(config.training_sample_size, num_candidates),
+        training_iterations=config.training_iterations,
     )
     builder = builder.score_ah(
         config.dimensions_per_block,
@@ -250,6 +257,7 @@ class IndexOptions:
     dimensions_per_block: int | None = None
     anisotropic_quantization_threshold: float | None = None
     training_sample_size: int | None = None
+    training_iterations: int | None = None
 
     def resolve(self, num_candidates: int, *, k: int, max_k: int) -> IndexConfig:
         """The validated `IndexConfig` for a catalogue of `num_candidates`.

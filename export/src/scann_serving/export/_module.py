@@ -7,7 +7,7 @@ built on the first call, so only the first (warmup) request pays for rebuilding 
 have to read the state variables in the export graph.) Signature contract
 (docs/ARCHITECTURE.md): `serving_default`, `retrieve`, `search_embedding`,
 `retrieve_with_exclusions`, each returning `identifiers` (string [batch, k]) and `scores`
-(float32 [batch, k]).
+(float32 [batch, k]); `query` is string [batch], or int64 [batch] for a tower over ids.
 """
 
 from __future__ import annotations
@@ -37,13 +37,16 @@ class RetrievalModule(tf.Module):
     """Two-tower retrieval: a query tower in front of a ScaNN index over the candidates.
 
     Args:
-        query_model: Maps raw query keys (string `[batch]`) to float embeddings `[batch, dim]`.
+        query_model: Maps raw query keys (`query_dtype` `[batch]`) to float embeddings
+            `[batch, dim]`.
         identifiers: Candidate identifiers, string `[n]`, row-aligned with the index.
         searcher: A `scann.scann_ops` TensorFlow searcher built over the candidate embeddings.
         index_config: The searcher's config (its reordering size bounds the query-time k).
         embedding_dim: The embedding width shared by both towers.
         k: Number of results `serving_default` returns.
         max_k: Largest k `retrieve` accepts.
+        query_dtype: The dtype of the `query` input: "string" (raw keys), or "int64" for a
+            query tower over integer ids.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class RetrievalModule(tf.Module):
         embedding_dim: int,
         k: int,
         max_k: int,
+        query_dtype: str = "string",
     ) -> None:
         super().__init__(name="scann_retrieval")
         n = len(identifiers)
@@ -73,10 +77,10 @@ class RetrievalModule(tf.Module):
         knobs = index_config.search_kwargs()
         self.reordering = tf.constant(knobs.get("pre_reorder_num_neighbors", 0), tf.int32)
         self.leaves_to_search = tf.constant(knobs.get("leaves_to_search", -1), tf.int32)
-        self._build_signatures(embedding_dim)
+        self._build_signatures(embedding_dim, tf.as_dtype(query_dtype))
 
-    def _build_signatures(self, dim: int) -> None:
-        query = tf.TensorSpec([None], tf.string, name=QUERY)
+    def _build_signatures(self, dim: int, query_dtype: tf.DType) -> None:
+        query = tf.TensorSpec([None], query_dtype, name=QUERY)
         self.serving_default = tf.function(
             lambda query: self._retrieve(self._embed(query), self.default_k),
             input_signature=[query],

@@ -1,7 +1,8 @@
 """Bring your own towers: a query-tower SavedModel plus candidate embeddings and identifiers.
 
-The query tower is any SavedModel whose serving signature maps a string tensor to float
-embeddings, e.g. a Keras 3 / KerasRS model saved with `model.export(path)`. Its signature is
+The query tower is any SavedModel whose signature maps one string or integer tensor (raw
+query keys, or integer ids as in the KerasRS examples) to float embeddings, e.g. a Keras 3
+model saved with `model.export(path)` (signature `serve`). Its signature is
 wrapped (`SignatureTower`) and saved into the export, so the served model needs nothing else.
 Candidates come from `.npy` (embeddings, plus identifiers in `.npy` or a text file, one per
 line) or one Parquet file with an identifier column and a list-of-floats embedding column.
@@ -16,13 +17,20 @@ import tensorflow as tf
 from scann_serving.export._data import DataError
 from scann_serving.export._options import OwnTowersOptions
 from scann_serving.export._towers import Towers
+from scann_serving.export._types import QueryKeySpec
+
+#: Input dtypes a query tower may take: raw string keys or integer ids.
+KEY_DTYPES = ("string", "int32", "int64")
 
 
 class SignatureTower(tf.Module):
-    """A loaded SavedModel signature as a query tower: string `[batch]` -> float32 `[batch, dim]`.
+    """A loaded SavedModel signature as a query tower.
 
-    Inputs declared as `[batch, 1]` get the extra axis added, outputs of shape
-    `[batch, 1, dim]` lose it. The loaded object is tracked, so its variables are saved.
+    Takes what the exported `query` input carries (string `[batch]`, or int64 `[batch]` for a
+    tower over integer ids) and returns float32 `[batch, dim]`. Integer ids are checked
+    against `key_spec.bounds` in the graph (so TF Serving rejects them too) and cast to the
+    tower's own dtype. Inputs declared as `[batch, 1]` get the extra axis added, outputs of
+    shape `[batch, 1, dim]` lose it. The loaded object is tracked, so its variables are saved.
     """
 
     def __init__(self, path: Path, signature: str = "serving_default", output: str | None = None):
@@ -39,17 +47,22 @@ class SignatureTower(tf.Module):
                 f"(has: {', '.join(self.loaded.signatures)}); pass --query-model-signature NAME"
             )
         self._fn = self.loaded.signatures[signature]
-        self._input, spec = self._string_input(path, signature)
+        self._input, spec = self._key_input(path, signature)
         self._rank = spec.shape.rank
+        self._dtype = spec.dtype
         self._output = self._pick_output(path, output)
+        self.key_spec = QueryKeySpec(tower_dtype=spec.dtype.name)
+        if self.key_spec.integer:
+            self.key_spec = QueryKeySpec(spec.dtype.name, *self._probe_id_range())
 
-    def _string_input(self, path: Path, signature: str) -> tuple[str, tf.TensorSpec]:
+    def _key_input(self, path: Path, signature: str) -> tuple[str, tf.TensorSpec]:
         inputs = self._fn.structured_input_signature[1]
-        if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
+        if len(inputs) != 1 or next(iter(inputs.values())).dtype.name not in KEY_DTYPES:
             raise DataError(
-                f"--query-model {path} signature {signature!r} must take one string input "
-                f"(has { ({k: v.dtype.name for k, v in inputs.items()}) }); export a tower that "
-                "maps raw query keys to embeddings"
+                f"--query-model {path} signature {signature!r} must take one string or "
+                f"integer (int32/int64) input (has "
+                f"{ ({k: v.dtype.name for k, v in inputs.items()}) }); export a tower that "
+                "maps raw query keys or ids to embeddings"
             )
         return next(iter(inputs.items()))
 
@@ -63,13 +76,50 @@ class SignatureTower(tf.Module):
             f"--query-model {path} outputs {outputs}; pass --query-model-output with one of them"
         )
 
-    def __call__(self, query: tf.Tensor) -> tf.Tensor:
-        """Embeds raw query keys, string `[batch]` -> float32 `[batch, dim]`."""
-        keys = tf.expand_dims(query, -1) if self._rank == 2 else query
+    def _accepts(self, key: int) -> bool:
+        try:
+            self._tower(tf.constant([key], self._dtype))
+        except (tf.errors.OpError, ValueError):
+            return False
+        return True
+
+    def _probe_id_range(self) -> tuple[int | None, int | None]:
+        """The ids an integer tower knows, found by asking it (0..n-1 for an n-row table).
+
+        A tower that rejects large ids (an Embedding lookup past its table, on CPU) is a
+        table over 0..max_id: a binary search finds max_id in ~32 calls. A tower that
+        accepts every id (hashing, modulo) has no bounds beyond its dtype's range.
+        """
+        high = self.key_spec.bounds[1]
+        if not self._accepts(0) or self._accepts(high):
+            return None, None
+        good, bad = 0, high
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            good, bad = (middle, bad) if self._accepts(middle) else (good, middle)
+        return 0, good
+
+    def _tower(self, keys: tf.Tensor) -> tf.Tensor:
+        keys = tf.expand_dims(keys, -1) if self._rank == 2 else keys
         out = tf.cast(self._fn(**{self._input: keys})[self._output], tf.float32)
         if out.shape.rank == 3:
             out = tf.squeeze(out, axis=1)
         return out
+
+    def __call__(self, query: tf.Tensor) -> tf.Tensor:
+        """Embeds raw query keys (string or int64 `[batch]`) -> float32 `[batch, dim]`."""
+        if not self.key_spec.integer:
+            return self._tower(query)
+        low, high = self.key_spec.bounds
+        message = (
+            f"query ids must lie in {low}..{high} (the ids the query tower knows); send known ids"
+        )
+        checks = [
+            tf.debugging.assert_greater_equal(query, tf.constant(low, query.dtype), message),
+            tf.debugging.assert_less_equal(query, tf.constant(high, query.dtype), message),
+        ]
+        with tf.control_dependencies(checks):
+            return self._tower(tf.cast(query, self._dtype))
 
 
 def load_own_towers(options: OwnTowersOptions) -> Towers:
@@ -80,7 +130,7 @@ def load_own_towers(options: OwnTowersOptions) -> Towers:
     """
     tower = SignatureTower(options.query_model, options.signature, options.output)
     identifiers, embeddings = _load_candidates(options)
-    probe = tower(tf.constant(["__probe__"]))
+    probe = tower(tf.constant(tower.key_spec.sample(1)))
     if probe.shape.rank != 2 or probe.shape[1] != embeddings.shape[1]:
         raise DataError(
             f"--query-model {options.query_model} returns shape {probe.shape.as_list()} but the "
@@ -90,6 +140,7 @@ def load_own_towers(options: OwnTowersOptions) -> Towers:
         query_model=tower,
         identifiers=identifiers,
         embeddings=embeddings,
+        query_key=tower.key_spec,
         training={
             "model": "own",
             "query_model": str(options.query_model),

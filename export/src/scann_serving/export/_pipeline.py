@@ -139,7 +139,7 @@ def held_out_queries(
             min(config.eval_queries, len(catalogue.embeddings)),
             replace=False,
         )
-        keys = np.asarray([f"query-{i}" for i in range(WARMUP_QUERIES)], dtype=object)
+        keys = towers.query_key.sample(WARMUP_QUERIES)
         return Queries(keys=keys, embeddings=catalogue.embeddings[rows])
     users, pair_rows, pair_items = held_out_pairs(
         data.test_users, data.test_items, catalogue.identifiers

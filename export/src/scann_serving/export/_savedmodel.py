@@ -43,7 +43,7 @@ def signature_summary(module: RetrievalModule) -> dict[str, Any]:
     for name, fn in module.signatures().items():
         inputs = {
             spec.name: {"dtype": spec.dtype.name, "shape": _shape(spec.shape)}
-            for spec in fn.structured_input_signature[1].values()
+            for spec in tf.nest.flatten(fn.structured_input_signature)
         }
         outputs = {
             key: {"dtype": spec.dtype.name, "shape": _shape(spec.shape)}
@@ -59,15 +59,17 @@ def _shape(shape: tf.TensorShape) -> list[int] | None:
 
 def warmup_requests(
     model_name: str,
-    queries: Sequence[str],
+    queries: Sequence[str] | Sequence[int] | np.ndarray,
     embeddings: np.ndarray,
     *,
     k: int,
     max_k: int,
+    query_dtype: str = "string",
 ) -> list[Any]:
     """PredictRequests touching every signature, so each is traced and the index is hot.
 
     Covers single queries and a batch, the default and the largest k, and exclusions.
+    `queries` are sent as the `query` input's dtype: strings, or int64 ids.
     """
     from tensorflow_serving.apis import predict_pb2
 
@@ -79,12 +81,15 @@ def warmup_requests(
             req.inputs[key].CopyFrom(tf.make_tensor_proto(value))
         return req
 
-    qs = [str(q) for q in queries] or ["warmup"]
-    batch = np.asarray(qs[:8], dtype=object)
+    if query_dtype == "string":
+        batch = np.asarray([str(q) for q in queries][:8] or ["warmup"], dtype=object)
+    else:
+        ids: list[Any] = list(queries)[:8] or [0]
+        batch = np.asarray(ids, dtype=query_dtype)
     emb = np.asarray(embeddings, dtype=np.float32)
     requests = []
-    for q in qs[:4]:
-        requests.append(request(SERVING_DEFAULT, {QUERY: np.asarray([q], dtype=object)}))
+    for i in range(min(4, len(batch))):
+        requests.append(request(SERVING_DEFAULT, {QUERY: batch[i : i + 1]}))
     requests += [
         request(SERVING_DEFAULT, {QUERY: batch}),
         request(RETRIEVE, {QUERY: batch, K: np.int32(k)}),

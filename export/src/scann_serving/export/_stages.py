@@ -211,13 +211,15 @@ def publish_version(
         embedding_dim=towers.embedding_dim,
         k=config.k,
         max_k=max_k,
+        query_dtype=towers.query_key.dtype,
     )
     warmup = warmup_requests(
         config.model_name,
-        [str(q) for q in queries.keys[:8]],
+        towers.query_key.parse(queries.keys[:8].tolist(), "warmup query keys"),
         queries.embeddings[:8],
         k=config.k,
         max_k=max_k,
+        query_dtype=towers.query_key.dtype,
     )
     manifest = _manifest(
         config, data, towers, catalogue, measured, signature_summary(module), max_k
@@ -287,6 +289,7 @@ def _manifest(
         tuning=tuning,
         training=towers.training,
     )
+    manifest["query_key"] = towers.query_key.to_dict()
     manifest["catalogue"] = {
         "original_candidates": catalogue.original_size,
         "augment_copies": config.augment_candidates,

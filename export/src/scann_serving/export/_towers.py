@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 from scann_serving.export._data import Interactions
 from scann_serving.export._options import TrainingOptions
-from scann_serving.export._types import Progress
+from scann_serving.export._types import Progress, QueryKeySpec
 
 EMBED_BATCH = 4096
 
@@ -26,16 +26,19 @@ class Towers:
     """A query tower and the candidate side it was trained (or exported) with.
 
     Attributes:
-        query_model: Callable on a string tensor `[batch]` returning float `[batch, dim]`.
+        query_model: Callable on the exported `query` input (string `[batch]`, or int64
+            `[batch]` for a tower over integer ids) returning float `[batch, dim]`.
         identifiers: Candidate identifiers, string `[n]`.
         embeddings: Candidate embeddings, float32 `[n, dim]`, row-aligned with identifiers.
         training: What the manifest records about training (options, per-epoch loss).
+        query_key: What the query tower takes (string keys unless it takes integer ids).
     """
 
     query_model: Any
     identifiers: np.ndarray
     embeddings: np.ndarray
     training: dict[str, Any] = field(default_factory=dict)
+    query_key: QueryKeySpec = field(default_factory=QueryKeySpec)
 
     @property
     def embedding_dim(self) -> int:
@@ -43,10 +46,20 @@ class Towers:
         return int(self.embeddings.shape[1])
 
     def embed_queries(self, queries: np.ndarray) -> np.ndarray:
-        """Runs the query tower over string keys in batches; float32 `[len(queries), dim]`."""
+        """Runs the query tower over raw keys in batches; float32 `[len(queries), dim]`.
+
+        Raises:
+            ValueError: A key is not an id of an integer query tower.
+        """
+        if self.query_key.integer:
+            ids = self.query_key.parse(np.asarray(queries).tolist(), "--dataset query keys")
+            return self._embed(ids)
         keys = np.asarray(queries).astype(str).astype(object)
+        return self._embed(keys.astype(bytes))
+
+    def _embed(self, keys: np.ndarray) -> np.ndarray:
         parts = [
-            np.asarray(self.query_model(tf.constant(keys[i : i + EMBED_BATCH].astype(bytes))))
+            np.asarray(self.query_model(tf.constant(keys[i : i + EMBED_BATCH])))
             for i in range(0, len(keys), EMBED_BATCH)
         ]
         if not parts:

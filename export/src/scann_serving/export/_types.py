@@ -7,7 +7,8 @@ types without importing each other. Nothing here imports TensorFlow or ScaNN.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
@@ -122,3 +123,90 @@ class Queries:
     embeddings: np.ndarray
     pair_rows: np.ndarray | None = None
     pair_items: np.ndarray | None = None
+
+
+#: The dtype of the exported `query` input when the query tower takes integer ids (whatever
+#: the tower's own integer dtype): one wire type for every integer model, wide enough for
+#: int64 towers, and what JSON numbers and numpy's default integers already are.
+INTEGER_QUERY_DTYPE = "int64"
+STRING_QUERY_DTYPE = "string"
+_INTEGER_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+@dataclass(frozen=True)
+class QueryKeySpec:
+    """What the exported `query` input takes: raw string keys, or integer ids.
+
+    Recorded in the manifest as `query_key` (`to_dict`); the server and the client read it
+    to check ids before a call, the exported graph checks them again (for TF Serving).
+
+    Attributes:
+        tower_dtype: The query tower's own input dtype: "string", "int32" or "int64".
+        min_id: The smallest id the tower knows (integer towers with a lookup table), or None.
+        max_id: The largest id the tower knows, or None when it accepts any id of its dtype.
+    """
+
+    tower_dtype: str = STRING_QUERY_DTYPE
+    min_id: int | None = None
+    max_id: int | None = None
+
+    @property
+    def integer(self) -> bool:
+        """Whether the tower takes integer ids."""
+        return self.tower_dtype != STRING_QUERY_DTYPE
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the exported `query` input: "string" or "int64"."""
+        return INTEGER_QUERY_DTYPE if self.integer else STRING_QUERY_DTYPE
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The valid ids, inclusive: the tower's known ids, else its dtype's range."""
+        low, high = _INTEGER_RANGES.get(self.tower_dtype, _INTEGER_RANGES["int64"])
+        return (
+            low if self.min_id is None else self.min_id,
+            high if self.max_id is None else self.max_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `query_key` block."""
+        return {
+            "dtype": self.dtype,
+            "tower_dtype": self.tower_dtype,
+            "min_id": self.min_id,
+            "max_id": self.max_id,
+        }
+
+    def sample(self, n: int) -> np.ndarray:
+        """`n` keys the tower accepts (warmup requests of an export without a dataset)."""
+        if not self.integer:
+            return np.asarray([f"query-{i}" for i in range(n)], dtype=object)
+        low, high = self.bounds
+        start = max(low, 0) if low <= 0 <= high else low
+        return np.arange(start, min(start + n - 1, high) + 1, dtype=np.int64)
+
+    def parse(self, keys: Iterable[Any], source: str) -> np.ndarray:
+        """Raw keys as the exported `query` input takes them (object strings or int64).
+
+        Raises:
+            ValueError: A key is not an integer, or outside the tower's ids (naming `source`).
+        """
+        if not self.integer:
+            return np.asarray([str(key) for key in keys], dtype=object)
+        low, high = self.bounds
+        ids = []
+        for key in keys:
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            if isinstance(key, bool | float) or not _DECIMAL.fullmatch(text):
+                raise ValueError(
+                    f"{source}: key {key!r} is not an integer id, but the query tower takes "
+                    f"{self.tower_dtype} ids; use integer ids"
+                )
+            if not low <= int(text) <= high:
+                raise ValueError(
+                    f"{source}: id {text} is outside the query tower's ids {low}..{high}"
+                )
+            ids.append(int(text))
+        return np.asarray(ids, dtype=np.int64)

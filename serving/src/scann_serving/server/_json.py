@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from scann_serving.server._errors import InvalidArgument
 from scann_serving.server._servable import TensorInfo
 
 _NUMERIC_KINDS = {"float32": "if", "float64": "if", "int32": "i", "int64": "i", "bool": "b"}
+_INTEGER_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -96,6 +99,11 @@ def to_array(key: str, value: Any, spec: TensorInfo | None) -> np.ndarray:
             return _strings(key, value)
         except RecursionError as exc:
             raise InvalidArgument(f"input '{key}' is nested too deeply") from exc
+    if spec.dtype in _INTEGER_RANGES:
+        try:
+            return _integers(key, value, spec.dtype)
+        except RecursionError as exc:
+            raise InvalidArgument(f"input '{key}' is nested too deeply") from exc
     try:
         array = np.asarray(value)
     except (ValueError, RecursionError) as exc:
@@ -109,6 +117,28 @@ def to_array(key: str, value: Any, spec: TensorInfo | None) -> np.ndarray:
         return array.astype(spec.dtype)
     except OverflowError as exc:
         raise InvalidArgument(f"input '{key}' has a value out of range for {spec.dtype}") from exc
+
+
+def _integers(key: str, value: Any, dtype: str) -> np.ndarray:
+    """JSON integers, or decimal strings (JSON numbers lose int64 precision past 2**53)."""
+    low, high = _INTEGER_RANGES[dtype]
+
+    def leaf(v: Any) -> Any:
+        if isinstance(v, list):
+            return [leaf(x) for x in v]
+        number = int(v) if isinstance(v, str) and _DECIMAL.fullmatch(v) else v
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InvalidArgument(
+                f"input '{key}' expects {dtype} values but got {type(v).__name__} {v!r:.40}; "
+                'send integers, or decimal strings such as "42"'
+            )
+        if not low <= number <= high:
+            raise InvalidArgument(f"input '{key}' has a value out of range for {dtype}: {v!r:.40}")
+        return number
+
+    nested = leaf(value)
+    shape = _shape(nested, key)
+    return np.asarray(list(_flatten(nested)), dtype=dtype).reshape(shape)
 
 
 def _describe(array: np.ndarray) -> str:

@@ -25,6 +25,7 @@ from scann_serving.server._servable import (
     Signature,
     TensorInfo,
     output_keys,
+    query_id_range,
     validate_inputs,
 )
 from scann_serving.server._tensors import proto_to_array
@@ -89,6 +90,7 @@ class ServableVersion:
         self.max_k = (
             int(self.manifest["max_k"]) if self.manifest and "max_k" in self.manifest else None
         )
+        self.query_ids = query_id_range(self.manifest)
 
     def signature(self, name: str) -> Signature:
         """The signature called `name` ('' means serving_default), or FailedPrecondition."""
@@ -107,6 +109,7 @@ class ServableVersion:
             inputs,
             max_request_batch_size=self.max_request_batch_size,
             max_k=self.max_k,
+            query_ids=self.query_ids,
         )
 
     def _call(self, signature: Signature, inputs: dict[str, np.ndarray], wanted: list[str]) -> Any:

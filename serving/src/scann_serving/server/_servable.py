@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from scann_serving.client.contract import SERVING_DEFAULT, K
+from scann_serving.client.contract import QUERY, SERVING_DEFAULT, K
 from scann_serving.server._errors import InvalidArgument
 
 DEFAULT_SIGNATURE = SERVING_DEFAULT
@@ -126,6 +126,7 @@ def validate_inputs(
     *,
     max_request_batch_size: int,
     max_k: int | None,
+    query_ids: tuple[int, int] | None = None,
 ) -> int:
     """Checks inputs against a signature and the server's limits; returns the batch size.
 
@@ -134,6 +135,8 @@ def validate_inputs(
         inputs: Input name -> array (strings as object arrays of bytes).
         max_request_batch_size: Most rows one request may carry.
         max_k: Largest `k` the version accepts (the manifest's max_k), None for no bound.
+        query_ids: The ids (inclusive) an integer `query` input may carry (the manifest's
+            `query_key`), None for no bound.
 
     Returns:
         The number of rows of the batched inputs, 0 when every input is a scalar.
@@ -150,7 +153,30 @@ def validate_inputs(
     for key, array in inputs.items():
         batch = _check_input(key, array, signature.inputs[key], batch, max_request_batch_size)
         _check_values(key, array, max_k)
+        if key == QUERY and query_ids is not None and array.dtype.kind == "i":
+            _check_ids(key, array, query_ids)
     return batch
+
+
+def query_id_range(manifest: dict[str, Any] | None) -> tuple[int, int] | None:
+    """The manifest's `query_key` bounds (min_id, max_id), when the tower has known ids."""
+    block = (manifest or {}).get("query_key")
+    if not isinstance(block, dict):
+        return None
+    low, high = block.get("min_id"), block.get("max_id")
+    if isinstance(low, int) and isinstance(high, int):
+        return low, high
+    return None
+
+
+def _check_ids(key: str, array: np.ndarray, ids: tuple[int, int]) -> None:
+    outside = (array < ids[0]) | (array > ids[1])
+    if outside.any():
+        index = int(np.flatnonzero(outside.ravel())[0])
+        raise InvalidArgument(
+            f"input '{key}' element {index} is id {int(array.ravel()[index])}, outside the ids "
+            f"the query tower knows ({ids[0]}..{ids[1]}); send known ids"
+        )
 
 
 def _check_input(
