@@ -104,10 +104,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
             _wait_ready(client, args.wait)
         if args.command == "status":
             status = client.status(version=args.version)
-            return json.dumps(status.to_dict(), indent=2) if args.json else status_text(status)
+            return _json(status.to_dict()) if args.json else status_text(status)
         if args.command == "metadata":
             meta = client.metadata(**pin)
-            return json.dumps(meta.to_dict(), indent=2) if args.json else metadata_text(meta)
+            return _json(meta.to_dict()) if args.json else metadata_text(meta)
         if bool(args.query) == bool(args.embedding):
             parser.error("pass --query KEY... or --embedding FLOATS (one of them)")
         if args.query:
@@ -116,8 +116,29 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
             result = client.search(_embeddings(args.embedding), args.k, **pin)
         queries = args.query or [f"embedding[{i}]" for i in range(len(args.embedding))]
         if args.json:
-            return json.dumps({"queries": queries, **result.to_dict()}, indent=2)
+            return _json({"queries": queries, **result.to_dict()})
         return result_text(result, queries)
+
+
+def _json(data: Any) -> str:
+    # Identifiers as UTF-8 text, not \u escapes: readable, and still what any JSON parser
+    # (jq, json.loads) returns byte for byte.
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _write(text: str) -> None:
+    """Prints `text`; where the locale's encoding cannot show it (LANG=C on old systems,
+    a latin-1 terminal and a CJK title), writes UTF-8, the encoding of the wire and of
+    JSON, rather than fail after a successful call."""
+    try:
+        sys.stdout.write(text + "\n")
+    except UnicodeEncodeError:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            raise
+        sys.stdout.flush()
+        buffer.write((text + "\n").encode("utf-8"))
+    sys.stdout.flush()
 
 
 def _wait_ready(client: RetrievalClient, seconds: float) -> None:
@@ -145,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model:
         parser.error("--model is required (the served model's name)")
     try:
-        print(_run(args, parser))
+        _write(_run(args, parser))
     except (ScannServingError, ValueError, OSError) as exc:
         message = " ".join(str(exc).split())
         print(f"scann-query: error: {type(exc).__name__}: {message}", file=sys.stderr)

@@ -1,19 +1,40 @@
-"""Plain-text tables for `scann-query`."""
+"""Plain-text tables for `scann-query`.
+
+Columns are aligned by terminal width, not by `len`: CJK and emoji take two columns and
+combining accents none, so a catalogue of `千と千尋の神隠し` and `Cafe\u0301` still lines up.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from scann_serving.client._types import ModelMetadata, ModelStatus, RetrievalResult
 
 
+def display_width(text: str) -> int:
+    """Columns `text` takes in a terminal (East Asian wide/fullwidth 2, combining 0)."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    widths = [
+        max([display_width(h)] + [display_width(r[i]) for r in rows]) for i, h in enumerate(header)
+    ]
 
     def line(cells: Sequence[str]) -> str:
         padded = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            _pad(c, w, i in right) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ]
         return "  ".join(padded).rstrip()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scann_serving.client._errors import InvalidRequest
 from scann_serving.client._proto import tf_framework_pb2 as fw
 
 #: numpy dtype of each numeric DataType the client decodes.
@@ -36,7 +37,17 @@ def _shape(proto: fw.TensorProto, dims: Sequence[int]) -> None:
 
 
 def _as_bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8")
+    """A key or identifier as sent: `str` encoded as UTF-8 (the wire's and every exported
+    model's encoding), `bytes` as given."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from an undecodable argv
+        raise InvalidRequest(
+            f"{value!a} is not valid Unicode text ({exc.reason}); pass str keys that are text, "
+            "or the raw bytes"
+        ) from None
 
 
 def string_tensor(values: Sequence[str | bytes]) -> fw.TensorProto:
@@ -83,16 +94,37 @@ def float32_tensor(array: np.ndarray) -> fw.TensorProto:
     return proto
 
 
+def _decode_strings(values: Sequence[bytes]) -> list[str]:
+    # Strict: a lossy decode would hand back an identifier that matches nothing.
+    try:
+        return [v.decode("utf-8") for v in values]
+    except UnicodeDecodeError as exc:
+        index = next(i for i, v in enumerate(values) if not _is_utf8(v))
+        raise ValueError(
+            f"string element {index} ({values[index]!r:.60}) is not valid UTF-8 ({exc.reason})"
+        ) from None
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def to_numpy(proto: fw.TensorProto) -> np.ndarray:
-    """Decode a TensorProto: DT_STRING becomes a `str` array, numbers their numpy dtype.
+    """Decode a TensorProto: DT_STRING becomes a `str` array (UTF-8, strictly), numbers
+    their numpy dtype.
 
     Raises:
-        ValueError: for a dtype the client does not decode, or values not matching the shape.
+        ValueError: for a dtype the client does not decode, values not matching the shape,
+            or a string that is not UTF-8.
     """
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     size = int(np.prod(shape, dtype=np.int64))
     if proto.dtype == fw.DT_STRING:
-        values = np.array([v.decode("utf-8", "replace") for v in proto.string_val], dtype=str)
+        values = np.array(_decode_strings(proto.string_val), dtype=str)
     elif proto.dtype in _NUMPY_DTYPES:
         dtype = _NUMPY_DTYPES[proto.dtype]
         if proto.tensor_content:

@@ -65,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
 def _data_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--user-column", default="user_id", help="interactions: the query key column")
     g.add_argument("--item-column", default="item_id", help="interactions: the candidate id column")
+    g.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="interactions: text encoding of a CSV/TSV file (default utf-8; e.g. latin-1)",
+    )
     g.add_argument("--test-fraction", type=float, default=0.2)
     g.add_argument("--synthetic-users", type=int, default=SyntheticSpec.num_users)
     g.add_argument("--synthetic-items", type=int, default=SyntheticSpec.num_items)
@@ -144,7 +149,12 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         model_name=args.model_name,
         version=args.version,
         data=DataOptions(
-            args.user_column, args.item_column, args.test_fraction, synthetic, args.tfds_data_dir
+            args.user_column,
+            args.item_column,
+            args.test_fraction,
+            synthetic,
+            args.tfds_data_dir,
+            encoding=args.encoding,
         ),
         training=TrainingOptions(
             args.embedding_dim, args.epochs, args.batch_size, args.learning_rate, args.seed

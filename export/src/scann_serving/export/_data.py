@@ -114,6 +114,28 @@ _NOUNS = [
     "Planet",
     "Alibi",
 ]
+#: Every NON_ASCII_EVERY-th title gets an original-language title and every
+#: NON_ASCII_EVERY-th user key a name, as MovieLens writes "Amélie (Fabuleux destin
+#: d'Amélie Poulain, Le) (2001)": real catalogues have accents, CJK and emoji.
+NON_ASCII_EVERY = 8
+#: Latin-1 accents, other scripts, CJK, a combining accent and 4-byte UTF-8 (emoji).
+_ORIGINAL_TITLES = [
+    "Le Fabuleux Destin d'Amélie Poulain",
+    "千と千尋の神隠し",
+    "Smultronstället",
+    "Ζορμπάς",
+    "Летят журавли",
+    "괴물",
+    "La vie rêvée des anges",
+    "Cafe\u0301 de Flore",
+    "Łódź nocą",
+    "Ça tourne 🎬",
+    "Señor Mañana",
+    "花様年華",
+    "Fräulein Müller",
+    "🍿 Ünterwegs",
+]
+_USER_NAMES = ["zoë", "józef", "søren", "ñandú", "σοφία", "дмитрий", "さくら", "민준", "🦊"]
 
 
 class DataError(ValueError):
@@ -228,7 +250,13 @@ class SyntheticSpec:
 
 
 def titles(num_items: int, rng: np.random.Generator) -> np.ndarray:
-    """Unique movie-like titles: 'Adjective Noun (Year)', numbered past the word pairs."""
+    """Unique movie-like titles: 'Adjective Noun (Year)', numbered past the word pairs;
+    every `NON_ASCII_EVERY`-th one also names its original title: 'Adjective Noun
+    (千と千尋の神隠し) (Year)'.
+
+    The original title follows the first '(' so titles sort exactly as without it: the
+    catalogue's order, hence training and every figure measured on it, stays the same.
+    """
     pairs = [f"{a} {n}" for a in _ADJECTIVES for n in _NOUNS]
     order = rng.permutation(len(pairs))
     years = rng.integers(1930, 1999, size=num_items)
@@ -236,8 +264,22 @@ def titles(num_items: int, rng: np.random.Generator) -> np.ndarray:
     for i in range(num_items):
         base = pairs[order[i % len(pairs)]]
         sequel = f" {i // len(pairs) + 1}" if i >= len(pairs) else ""
-        out.append(f"{base}{sequel} ({years[i]})")
+        original = ""
+        if i % NON_ASCII_EVERY == NON_ASCII_EVERY - 1:
+            original = f"({_ORIGINAL_TITLES[(i // NON_ASCII_EVERY) % len(_ORIGINAL_TITLES)]}) "
+        out.append(f"{base}{sequel} {original}({years[i]})")
     return np.asarray(out, dtype=object)
+
+
+def user_key(user: int) -> str:
+    """The query key of synthetic user `user` (1-based): its number, and for every
+    `NON_ASCII_EVERY`-th user (7, 15, ...) a name after a '-', e.g. '7-さくら'.
+
+    '-' sorts before every digit, so keys sort as the plain numbers do (see `titles`).
+    """
+    if user % NON_ASCII_EVERY != NON_ASCII_EVERY - 1:
+        return str(user)
+    return f"{user}-{_USER_NAMES[(user // NON_ASCII_EVERY) % len(_USER_NAMES)]}"
 
 
 def synthetic(
@@ -263,7 +305,7 @@ def synthetic(
         logits = 4.0 * item_taste @ user_taste[u] + popularity
         keys = logits + rng.gumbel(size=spec.num_items)
         chosen = np.argpartition(-keys, counts[u] - 1)[: counts[u]]
-        users.extend([str(u + 1)] * len(chosen))
+        users.extend([user_key(u + 1)] * len(chosen))
         items.extend(catalogue[chosen])
     details = {"generator": {"kind": "synthetic", **vars(spec)}}
     return from_pairs(

@@ -27,6 +27,7 @@ from scann_serving.client.contract import (
     K,
 )
 from scann_serving.export._index import IndexConfig
+from scann_serving.export._text import encode_utf8
 from scann_serving.export._types import ExportedSearcher
 
 #: Batches at least this large are searched with ScaNN's multi-threaded batched search.
@@ -67,7 +68,7 @@ class RetrievalModule(tf.Module):
             raise ValueError(f"need 1 <= k ({k}) <= max_k ({max_k}) <= catalogue size ({n})")
         self.query_model = query_model
         self.identifiers = tf.Variable(
-            np.asarray(identifiers, dtype=object).astype(bytes), trainable=False, name="identifiers"
+            encode_utf8(identifiers), trainable=False, name="identifiers"
         )
         self.index_state = searcher.serialize_to_module()
         self.default_k = tf.constant(k, tf.int32)

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from scann_serving.export._data import DataError
 from scann_serving.export._options import OwnTowersOptions
+from scann_serving.export._text import UTF8, decode_file, decode_values, split_lines
 from scann_serving.export._towers import Towers
 from scann_serving.export._types import QueryKeySpec
 
@@ -186,7 +187,9 @@ def _from_parquet(path: Path, id_column: str, emb_column: str) -> tuple[list[str
                 f"pass {flag} NAME"
             )
     embeddings = np.stack([np.asarray(v, dtype=np.float32) for v in frame[emb_column]])
-    return [str(v) for v in frame[id_column]], embeddings
+    return list(
+        decode_values(frame[id_column], f"--candidates {path} column {id_column!r}")
+    ), embeddings
 
 
 def _read_ids(path: Path | None, n: int) -> list[str]:
@@ -197,5 +200,7 @@ def _read_ids(path: Path | None, n: int) -> list[str]:
     if not path.is_file():
         raise DataError(f"--candidate-ids {path}: no such file")
     if path.suffix == ".npy":
-        return [str(v) for v in np.load(path, allow_pickle=True)]
-    return [line for line in path.read_text().splitlines() if line]
+        return list(decode_values(np.load(path, allow_pickle=True), f"--candidate-ids {path}"))
+    fix = "save the identifiers as UTF-8 text, one per line"
+    text = decode_file(path.read_bytes(), UTF8, f"--candidate-ids {path}", fix)
+    return [line for line in split_lines(text) if line]

@@ -1,13 +1,15 @@
 """`--dataset` sources: TFDS MovieLens, GroupLens files, the user's CSV/Parquet.
 
 `load_dataset(spec, options)` parses the spec and returns an `Interactions`; every failure
-is a `DataError` whose message names the input and says what to do.
+is a `DataError` whose message names the input and says what to do. Text is decoded here,
+strictly (`_text`): CSV/TSV in `DataOptions.encoding` (UTF-8 by default), Parquet strings
+as stored, binary Parquet columns as UTF-8; GroupLens files as `_grouplens` describes.
 """
 
 from __future__ import annotations
 
+import io
 import socket
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,23 +24,28 @@ from scann_serving.export._data import (
     from_pairs,
     synthetic,
 )
+from scann_serving.export._grouplens import RELEASES, grouplens
+from scann_serving.export._text import UTF8, decode_values, locate_undecodable
 
 TFDS_NAME = "movielens/100k"
 TFDS_HOST = "files.grouplens.org"
 DATASET_HELP = (
-    "synthetic | movielens/100k | ml-100k:PATH | ml-1m:PATH | interactions:PATH(.csv|.parquet)"
+    "synthetic | movielens/100k | ml-100k:PATH | ml-1m:PATH | ml-20m:PATH | ml-25m:PATH | "
+    "ml-32m:PATH | ml-latest:PATH | ml-latest-small:PATH | interactions:PATH(.csv|.parquet)"
 )
 
 
 @dataclass(frozen=True)
 class DataOptions:
-    """How to read the `--dataset` (columns for `interactions:`, split, synthetic size)."""
+    """How to read the `--dataset` (columns and text encoding for `interactions:`, split,
+    synthetic size)."""
 
     user_column: str = "user_id"
     item_column: str = "item_id"
     test_fraction: float = DEFAULT_TEST_FRACTION
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     tfds_data_dir: str | None = None
+    encoding: str = UTF8
 
 
 def load_dataset(spec: str, options: DataOptions | None = None) -> Interactions:
@@ -53,110 +60,11 @@ def load_dataset(spec: str, options: DataOptions | None = None) -> Interactions:
         return synthetic(options.synthetic, test_fraction=options.test_fraction)
     if spec in (TFDS_NAME, "movielens/100k-ratings"):
         return movielens_tfds(options.tfds_data_dir)
-    if kind in ("ml-100k", "ml-1m") and path:
+    if kind in RELEASES and path:
         return grouplens(kind, Path(path), test_fraction=options.test_fraction)
     if kind == "interactions" and path:
         return interactions_file(Path(path), options)
     raise DataError(f"--dataset {spec!r} is not one of: {DATASET_HELP}")
-
-
-# --- GroupLens ---------------------------------------------------------------------------
-
-_GROUPLENS = {
-    # kind: (ratings file, separator, items file, separator)
-    "ml-100k": ("u.data", "\t", "u.item", "|"),
-    "ml-1m": ("ratings.dat", "::", "movies.dat", "::"),
-}
-
-
-def grouplens(
-    kind: str, path: Path, *, test_fraction: float = DEFAULT_TEST_FRACTION
-) -> Interactions:
-    """Reads GroupLens MovieLens files (folder or the .zip) into (user_id, movie title) pairs.
-
-    Movie ids are mapped to their titles, as the TFRS tutorial identifies candidates.
-    """
-    ratings_name, ratings_sep, items_name, items_sep = _GROUPLENS[kind]
-    files = _GroupLensFiles(kind, path)
-    titles: dict[str, str] = {}
-    for line_no, fields in files.rows(items_name, items_sep):
-        if len(fields) < 2:
-            raise DataError(
-                f"{files.where(items_name)} line {line_no}: expected 'id{items_sep}title'"
-            )
-        titles[fields[0]] = fields[1]
-    users, items = [], []
-    for line_no, fields in files.rows(ratings_name, ratings_sep):
-        if len(fields) < 2:
-            raise DataError(
-                f"{files.where(ratings_name)} line {line_no}: expected "
-                f"'user{ratings_sep}item{ratings_sep}rating{ratings_sep}timestamp'"
-            )
-        if fields[1] not in titles:
-            raise DataError(
-                f"{files.where(ratings_name)} line {line_no}: movie id {fields[1]} is not in "
-                f"{items_name}; use the {items_name} from the same GroupLens release"
-            )
-        users.append(fields[0])
-        items.append(titles[fields[1]])
-    return from_pairs(
-        f"{kind}:{path}",
-        np.asarray(users, dtype=object),
-        np.asarray(items, dtype=object),
-        catalogue=np.asarray(list(titles.values()), dtype=object),
-        test_fraction=test_fraction,
-        details={"source": kind, "path": str(path)},
-    )
-
-
-class _GroupLensFiles:
-    """A GroupLens release as a folder or a zip; files are found by name at any depth."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind, self.path = kind, path
-        if not path.exists():
-            raise DataError(
-                f"--dataset {kind}:{path}: no such file or folder; download {kind}.zip from "
-                f"https://{TFDS_HOST}/datasets/movielens/ and pass the zip or its folder"
-            )
-
-    def where(self, name: str) -> str:
-        return f"{self.path}:{name}" if self.path.is_file() else str(self._find_in_dir(name))
-
-    def rows(self, name: str, sep: str) -> list[tuple[int, list[str]]]:
-        text = self._read(name).decode("latin-1")  # GroupLens files are ISO-8859-1.
-        rows = [
-            (i + 1, line.split(sep)) for i, line in enumerate(text.splitlines()) if line.strip()
-        ]
-        if not rows:
-            raise DataError(f"{self.where(name)} is empty; use a complete {self.kind} release")
-        return rows
-
-    def _read(self, name: str) -> bytes:
-        if self.path.is_dir():
-            return self._find_in_dir(name).read_bytes()
-        try:
-            with zipfile.ZipFile(self.path) as archive:
-                members = [m for m in archive.namelist() if m.rsplit("/", 1)[-1] == name]
-                if not members:
-                    raise self._missing(name)
-                return archive.read(sorted(members, key=len)[0])
-        except zipfile.BadZipFile as exc:
-            raise DataError(
-                f"{self.path} is not a zip file; pass the {self.kind}.zip or its folder"
-            ) from exc
-
-    def _find_in_dir(self, name: str) -> Path:
-        found = sorted(self.path.rglob(name), key=lambda p: len(p.parts))
-        if not found:
-            raise self._missing(name)
-        return found[0]
-
-    def _missing(self, name: str) -> DataError:
-        return DataError(
-            f"--dataset {self.kind}:{self.path} has no {name}; a {self.kind} release "
-            f"contains {' and '.join(_GROUPLENS[self.kind][::2])}"
-        )
 
 
 # --- The user's own interactions -----------------------------------------------------------
@@ -174,7 +82,7 @@ def interactions_file(path: Path, options: DataOptions) -> Interactions:
     if suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif suffix in (".csv", ".tsv", ".txt"):
-        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+        frame = _read_text_table(path, "\t" if suffix == ".tsv" else ",", options.encoding)
     else:
         raise DataError(f"--dataset interactions:{path}: expected a .csv, .tsv or .parquet file")
     columns = {"--user-column": options.user_column, "--item-column": options.item_column}
@@ -187,13 +95,33 @@ def interactions_file(path: Path, options: DataOptions) -> Interactions:
     frame = frame[[options.user_column, options.item_column]].dropna()
     if frame.empty:
         raise DataError(f"{path} has no complete (user, item) rows; it must not be empty")
+    details = {"source": "interactions", "path": str(path), "columns": list(columns.values())}
+    if suffix != ".parquet":
+        details["encoding"] = options.encoding
     return from_pairs(
         f"interactions:{path}",
-        frame[options.user_column].to_numpy(),
-        frame[options.item_column].to_numpy(),
+        decode_values(frame[options.user_column], f"{path} column {options.user_column!r}"),
+        decode_values(frame[options.item_column], f"{path} column {options.item_column!r}"),
         test_fraction=options.test_fraction,
-        details={"source": "interactions", "path": str(path), "columns": list(columns.values())},
+        details=details,
     )
+
+
+def _read_text_table(path: Path, sep: str, encoding: str) -> Any:
+    """A CSV/TSV file as strings, decoded strictly with `encoding` (a UTF-8 BOM is fine)."""
+    import pandas as pd
+
+    raw = path.read_bytes()
+    fix = (
+        f"save it as {encoding}, or pass the encoding it was written in (--encoding latin-1, "
+        "--encoding cp1252, ...)"
+    )
+    try:
+        return pd.read_csv(io.BytesIO(raw), sep=sep, dtype=str, encoding=encoding)
+    except UnicodeDecodeError:
+        raise locate_undecodable(raw, encoding, str(path), fix) from None
+    except LookupError as exc:
+        raise DataError(f"--encoding {encoding!r} is not a text encoding ({exc})") from None
 
 
 # --- TFDS, exactly as the TFRS retrieval tutorial ---------------------------------------------

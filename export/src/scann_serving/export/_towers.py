@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 from scann_serving.export._data import Interactions
 from scann_serving.export._options import TrainingOptions
+from scann_serving.export._text import encode_utf8
 from scann_serving.export._types import Progress, QueryKeySpec
 
 EMBED_BATCH = 4096
@@ -54,8 +55,7 @@ class Towers:
         if self.query_key.integer:
             ids = self.query_key.parse(np.asarray(queries).tolist(), "--dataset query keys")
             return self._embed(ids)
-        keys = np.asarray(queries).astype(str).astype(object)
-        return self._embed(keys.astype(bytes))
+        return self._embed(encode_utf8(queries))
 
     def _embed(self, keys: np.ndarray) -> np.ndarray:
         parts = [
@@ -84,7 +84,7 @@ def train_two_tower(
     model = _TwoTowerModel(user_model, item_model, tfrs.tasks.Retrieval())
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=options.learning_rate))
     train = tf.data.Dataset.from_tensor_slices(
-        {"user_id": data.train_users.astype(bytes), "item": data.train_items.astype(bytes)}
+        {"user_id": encode_utf8(data.train_users), "item": encode_utf8(data.train_items)}
     )
     train = train.shuffle(100_000, seed=options.seed).batch(options.batch_size).cache()
     progress(
@@ -107,16 +107,17 @@ def train_two_tower(
 def _lookup_tower(vocabulary: np.ndarray, dim: int) -> Any:
     return tf.keras.Sequential(
         [
-            tf.keras.layers.StringLookup(vocabulary=list(vocabulary.astype(str)), mask_token=None),
+            tf.keras.layers.StringLookup(vocabulary=[str(v) for v in vocabulary], mask_token=None),
             tf.keras.layers.Embedding(len(vocabulary) + 1, dim),
         ]
     )
 
 
 def _embed_items(item_model: Any, identifiers: np.ndarray) -> np.ndarray:
+    encoded = encode_utf8(identifiers)
     parts = [
-        np.asarray(item_model(tf.constant(identifiers[i : i + EMBED_BATCH].astype(bytes))))
-        for i in range(0, len(identifiers), EMBED_BATCH)
+        np.asarray(item_model(tf.constant(encoded[i : i + EMBED_BATCH])))
+        for i in range(0, len(encoded), EMBED_BATCH)
     ]
     return np.concatenate(parts).astype(np.float32)
 

@@ -60,13 +60,14 @@ def tiny_spec(
 
 def _lookup_tower(spec: TinyModelSpec) -> Any:
     import tensorflow as tf
+    from scann_serving.export._text import encode_utf8
 
     class LookupTower(tf.Module):
         def __init__(self) -> None:
             super().__init__(name="query_tower")
             self.table = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
-                    tf.constant(spec.users.astype(bytes)),
+                    tf.constant(encode_utf8(spec.users)),
                     tf.range(len(spec.users), dtype=tf.int64),
                 ),
                 default_value=-1,

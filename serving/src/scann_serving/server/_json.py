@@ -152,7 +152,13 @@ def _strings(key: str, value: Any) -> np.ndarray:
         if isinstance(v, list):
             return [leaf(x) for x in v]
         if isinstance(v, str):
-            return v.encode("utf-8")
+            try:
+                return v.encode("utf-8")
+            except UnicodeEncodeError as exc:  # JSON allows a lone surrogate escape, "\ud800"
+                raise InvalidArgument(
+                    f"input '{key}' has a string that is not valid Unicode ({exc.reason} at "
+                    f'{v[exc.start : exc.end]!a}); send UTF-8 text or {{"b64": ...}} for bytes'
+                ) from None
         if isinstance(v, dict) and set(v) == {"b64"} and isinstance(v["b64"], str):
             try:
                 return base64.b64decode(v["b64"], validate=True)

@@ -90,7 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             _, status, message = status_for(exc)
             payload = {"error": message}
-        self._send(status, json.dumps(payload).encode(), "application/json")
+        # UTF-8 as is (TF Serving's writer does the same), not \u escapes that make CJK
+        # identifiers three times longer. Output strings come from strict UTF-8 decoding (or
+        # are {"b64"} objects); backslashreplace only keeps a stray surrogate from elsewhere
+        # (a hand-edited manifest) a valid JSON escape instead of an error.
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace")
+        self._send(status, body, "application/json")
 
     def _body(self) -> bytes:
         raw = self.headers.get("Content-Length") or "0"
