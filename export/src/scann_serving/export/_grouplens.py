@@ -128,8 +128,9 @@ def _read_csv(files: _Files, release: Release) -> _Read:
     unknown = np.flatnonzero(items.isna().to_numpy())
     if len(unknown):
         row = int(unknown[0])
-        # Line numbers count the header (line 1); blank lines were kept as rows.
-        raise files.unknown_movie(release, row + 2, str(ratings["movieId"].iloc[row]))
+        # Line numbers count the header (line 1); the index still counts blank lines.
+        line = int(ratings.index[row]) + 2
+        raise files.unknown_movie(release, line, str(ratings["movieId"].iloc[row]))
     encodings = {release.movies: UTF8, release.ratings: UTF8}
     users = ratings["userId"].to_numpy(dtype=object)
     return users, items.to_numpy(dtype=object), _objects(titles.values()), encodings

@@ -76,8 +76,11 @@ def undecodable(
 
 def legacy_grouplens_text(raw: bytes) -> tuple[str, str]:
     """(text, encoding) of an ml-100k / ml-1m file: latin-1 as GroupLens ships it, or
-    UTF-8 when the file decodes as UTF-8 (a copy someone re-saved). Never fails: every
-    byte sequence is latin-1, and latin-1 accents are almost never valid UTF-8."""
+    UTF-8 when the file decodes as UTF-8 (a copy someone re-saved), or "ascii" when both
+    read it alike. Never fails: every byte sequence is latin-1, and latin-1 accents are
+    almost never valid UTF-8."""
+    if raw.isascii():
+        return raw.decode("ascii"), "ascii"
     try:
         return raw.decode(UTF8), UTF8
     except UnicodeDecodeError:
