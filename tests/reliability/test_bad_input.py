@@ -191,6 +191,7 @@ REST_CASES: dict[str, tuple[str, bytes | None, int, str]] = {
         str(MAX_BATCH),
     ),
     "non-UTF-8 body": (PREDICT, b'{"instances": ["\xff\xfe"]}', 400, "json"),
+    "lone surrogate escape": (PREDICT, b'{"instances": ["\\ud800"]}', 400, "unicode"),
     "k above max_k": (
         PREDICT,
         _json({"signature_name": "retrieve", "inputs": {"query": ["1"], "k": 51}}),
