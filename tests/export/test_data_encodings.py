@@ -179,3 +179,20 @@ def test_two_tower_training_on_latin_1_titles(tmp_path: Path) -> None:
     assert set(towers.identifiers) >= set(LATIN1_TITLES)
     assert towers.embeddings.shape == (len(data.items), 4)
     assert towers.embed_queries(np.asarray(["1", "zoë"], dtype=object)).shape == (2, 4)
+
+
+def test_candidate_ids_files_are_utf_8(tmp_path: Path) -> None:
+    """--candidate-ids: one UTF-8 identifier per line (a U+2028 inside one stays), or a .npy
+    of str or UTF-8 bytes; undecodable bytes name the file and line."""
+    from scann_serving.export._own_towers import _read_ids
+
+    ids = ["Amélie (2001)", "千と千尋の神隠し", "line\u2028separator", "🎬"]
+    text = tmp_path / "ids.txt"
+    text.write_bytes(("\n".join(ids) + "\n").encode("utf-8"))
+    assert _read_ids(text, len(ids)) == ids
+    as_bytes = tmp_path / "ids.npy"
+    np.save(as_bytes, np.asarray([i.encode("utf-8") for i in ids]))
+    assert _read_ids(as_bytes, len(ids)) == ids
+    text.write_bytes(b"ok\ncaf\xe9\n")
+    with pytest.raises(DataError, match=r"ids\.txt line 2, byte 4: b'\\xe9' is not valid utf-8"):
+        _read_ids(text, 2)
