@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.server._config import GRPC_SERVER_MODES as SERVER_GRPC_MODES
 
 __all__ = [
     "ERROR_LINE",
@@ -47,8 +48,9 @@ ERROR_LINE = re.compile(r"(^|\s)E\d{0,4} [\w./-]+\.cc:\d+\]|\bERROR\b")
 
 START_TIMEOUT_SECONDS = 90.0
 
-#: scann-serve's --grpc_server_mode values; tests on shared servers run under each.
-GRPC_SERVER_MODES = ("threads", "asyncio")
+#: scann-serve's --grpc_server_mode values (the server's own definition); tests on shared
+#: servers run under each.
+GRPC_SERVER_MODES: tuple[str, ...] = SERVER_GRPC_MODES
 
 
 def free_port() -> int:

@@ -42,9 +42,12 @@ def test_not_serving_until_a_version_exists(tmp_path: Path, tiny_model_base: Pat
     try:
         server.start(wait=False)
         deadline = time.monotonic() + 60
-        while server.health() == "UNREACHABLE" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert server.health() == "NOT_SERVING"
+        while (first := server.health()) == "UNREACHABLE" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # From the very first answer on: grpc's health servicer starts out SERVING, so a
+        # server that forgot to say otherwise would invite calls before any model loaded.
+        seen = [first] + [server.health() for _ in range(20)]
+        assert set(seen) == {"NOT_SERVING"}, seen
         shutil.copytree(tiny_model_base / "1", base / ".staging")
         (base / ".staging").rename(base / "1")
         server.wait_serving(timeout=60)
@@ -153,3 +156,11 @@ def test_sigterm_drains_in_flight_and_refuses_new(tiny_model_base: Path, mode: s
     refused_after = draining_seen + DRAIN_ADMIT_SECONDS
     late = [o for o in outcomes if o.started > refused_after and o.code != "UNAVAILABLE"]
     assert not late, f"calls sent after the drain began were not refused: {late[:3]}"
+
+
+def test_health_starts_not_serving_for_every_service() -> None:
+    from grpc_health.v1 import health_pb2
+    from scann_serving.server._wire import SERVICE_NAMES, initial_health
+
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    assert initial_health() == {name: not_serving for name in ("", *SERVICE_NAMES)}

@@ -25,6 +25,7 @@ from scann_serving.server._wire import (
     bind,
     check_kind,
     check_multi_inference,
+    initial_health,
     metadata_response,
     model_ref,
     predict_call,
@@ -107,6 +108,8 @@ def build_server(config: GrpcConfig, core: ServingCore) -> tuple[Any, Any, int]:
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
     health_servicer = health.HealthServicer()
+    for name, status in initial_health().items():
+        health_servicer.set(name, status)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(REFLECTED_SERVICES, server)
     return server, health_servicer, bind(server, config)

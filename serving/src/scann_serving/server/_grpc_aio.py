@@ -29,6 +29,7 @@ from scann_serving.server._wire import (
     bind,
     check_kind,
     check_multi_inference,
+    initial_health,
     metadata_response,
     model_ref,
     predict_call,
@@ -150,6 +151,8 @@ class AsyncioServer:
             AsyncModelServicer(core, self._executor), server
         )
         health_servicer = health_aio.HealthServicer()
+        for name, status in initial_health().items():
+            await health_servicer.set(name, status)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(REFLECTED_SERVICES, server)
         return server, health_servicer, bind(server, config)

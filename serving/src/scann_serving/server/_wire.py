@@ -154,6 +154,16 @@ def server_options(config: GrpcConfig) -> list[tuple[str, Any]]:
     return list({**defaults, **dict(config.options)}.items())
 
 
+def initial_health() -> dict[str, Any]:
+    """What health answers before the first readiness check: NOT_SERVING for the server
+    and each service. grpc's HealthServicer starts the server as SERVING, which would tell
+    a readiness probe (or a test) to send calls before any model is loaded."""
+    from grpc_health.v1 import health_pb2
+
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    return {name: not_serving for name in ("", *SERVICE_NAMES)}
+
+
 def bind(server: Any, config: GrpcConfig) -> int:
     """Adds the --port listener (TLS from --ssl_config_file) to a sync or aio server."""
     address = f"0.0.0.0:{config.port}"
