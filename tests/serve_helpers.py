@@ -35,8 +35,10 @@ __all__ = [
     "ERROR_LINE",
     "GRPC_SERVER_MODES",
     "ServerProcess",
+    "console_script",
     "free_port",
     "predict_request",
+    "run_command",
     "scann_serve_command",
     "string_tensor",
 ]
@@ -115,6 +117,32 @@ def predict_request(
     return request
 
 
+#: The environment every command and server the tests start runs with.
+TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
+
+
+def console_script(name: str) -> str:
+    """The installed console script `name` (scann-export, scann-query, ...) of this venv."""
+    script = Path(sys.executable).with_name(name)
+    assert script.exists(), f"{script} is missing: install the workspace (make install)"
+    return str(script)
+
+
+def run_command(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs a command to completion (UTF-8 text out, TF_ENV plus `env` in); never raises on
+    a non-zero exit, so tests can assert on the code and the output."""
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        env={**os.environ, **TF_ENV, **(env or {})},
+    )
+
+
 def scann_serve_command() -> list[str]:
     """The `scann-serve` executable of this environment (or `python -m` as a fallback)."""
     script = Path(sys.executable).with_name("scann-serve")
@@ -165,12 +193,7 @@ class ServerProcess:
         if mode and not any(f.startswith("--grpc_server_mode") for f in flags):
             args.append(f"--grpc_server_mode={mode}")
         self.args = [*args, *flags]
-        self.env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_USE_LEGACY_KERAS": "1",
-            **(env or {}),
-        }
+        self.env = {**os.environ, **TF_ENV, **(env or {})}
         self._log_dir = tempfile.mkdtemp(prefix="scann-serve-")
         self.log_path = Path(self._log_dir) / "server.log"
         self.process: subprocess.Popen[bytes] | None = None

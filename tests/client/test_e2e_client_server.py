@@ -28,8 +28,8 @@ from scann_serving.client import (
     Unavailable,
     from_grpc_error,
 )
-from serve_helpers import free_port
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from serve_helpers import free_port, predict_request
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 MODEL = "retrieval"
 USERS = ["1", "7", "42"]
@@ -42,11 +42,7 @@ def client(scann_serve):
 
 
 def _official(server, signature: str, **inputs) -> tuple[np.ndarray, np.ndarray]:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    request = predict_request(MODEL, signature=signature, **inputs)
     with server.channel() as channel:
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
             request, timeout=30

@@ -9,16 +9,19 @@ stubs and the REST API of the same server (independent clients must agree).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from serve_helpers import ERROR_LINE, ServerProcess
+from serve_helpers import (
+    ERROR_LINE,
+    ServerProcess,
+    console_script,
+    predict_request,
+    run_command,
+)
 
 MODEL = "retrieval"
 QUERY = "42"
@@ -35,23 +38,12 @@ EXPORT_OPTIONS = [
 ]
 
 
-def _command(name: str) -> list[str]:
-    script = Path(sys.executable).with_name(name)
-    assert script.exists(), f"{script} is missing: install the workspace (uv sync --all-packages)"
-    return [str(script)]
-
-
-def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A base path with version 1 written by `scann-export`."""
     base = tmp_path_factory.mktemp("e2e") / MODEL
-    done = _run(
-        *_command("scann-export"), f"--output={base}", f"--model-name={MODEL}", *EXPORT_OPTIONS
+    done = run_command(
+        console_script("scann-export"), f"--output={base}", f"--model-name={MODEL}", *EXPORT_OPTIONS
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"wrote {base / '1'}" in done.stdout + done.stderr
@@ -71,8 +63,8 @@ def served(exported: Path) -> Iterator[ServerProcess]:
 
 
 def _query(server: ServerProcess, *args: str) -> dict:
-    done = _run(
-        *_command("scann-query"),
+    done = run_command(
+        console_script("scann-query"),
         f"--target={server.target}",
         f"--model={MODEL}",
         "--json",
@@ -98,15 +90,9 @@ def test_export_serve_query(served: ServerProcess) -> None:
 
 
 def _official_stub_answer(server: ServerProcess) -> list[str]:
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = "retrieve"
-    request.inputs["query"].CopyFrom(tf.make_tensor_proto(np.asarray([QUERY.encode()], object)))
-    request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(K)))
+    request = predict_request(MODEL, [QUERY], k=K)
     with server.channel() as channel:
         reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
             request, timeout=10

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from serve_helpers import ServerProcess
+from serve_helpers import ServerProcess, console_script
 
 MODEL = "movies"
 NUM_USERS = 60  # user ids 1..60; the table has rows 0..60, so ids 0..60 are known
@@ -103,12 +103,6 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1", **extra}
 
 
-def _command(name: str) -> str:
-    script = Path(sys.executable).with_name(name)
-    assert script.exists(), f"{script} is missing: install the workspace (make install)"
-    return str(script)
-
-
 @pytest.fixture(scope="module")
 def keras_model(tmp_path_factory: pytest.TempPathFactory) -> KerasModel:
     folder = tmp_path_factory.mktemp("kerasrs")
@@ -133,7 +127,7 @@ def exported(keras_model: KerasModel, tmp_path_factory: pytest.TempPathFactory) 
     folder = keras_model.folder
     done = subprocess.run(
         [
-            _command("scann-export"),
+            console_script("scann-export"),
             f"--output={base}",
             f"--model-name={MODEL}",
             f"--query-model={keras_model.user_tower}",
@@ -307,7 +301,7 @@ def test_rest_takes_ints_and_decimal_strings(
 def test_scann_query_sends_ids(served: ServerProcess, keras_model: KerasModel) -> None:
     done = subprocess.run(
         [
-            _command("scann-query"),
+            console_script("scann-query"),
             f"--target={served.target}",
             f"--model={MODEL}",
             "--json",
@@ -323,7 +317,13 @@ def test_scann_query_sends_ids(served: ServerProcess, keras_model: KerasModel) -
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["identifiers"] == keras_model.top_k([3, 42])
     bad = subprocess.run(
-        [_command("scann-query"), f"--target={served.target}", f"--model={MODEL}", "--query", "x"],
+        [
+            console_script("scann-query"),
+            f"--target={served.target}",
+            f"--model={MODEL}",
+            "--query",
+            "x",
+        ],
         capture_output=True,
         text=True,
         env=_env(),

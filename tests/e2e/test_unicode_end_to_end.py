@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from serve_helpers import ServerProcess
+from serve_helpers import ServerProcess, console_script, predict_request, run_command
 
 MODEL = "catalogue"
 TITLES = [
@@ -46,19 +44,6 @@ QUERY = "千尋"
 EXCLUDED = "Amélie (2001)"
 
 
-def _command(name: str) -> list[str]:
-    script = Path(sys.executable).with_name(name)
-    assert script.exists(), f"{script} is missing: install the workspace (uv sync --all-packages)"
-    return [str(script)]
-
-
-def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
-    return subprocess.run(
-        args, capture_output=True, text=True, encoding="utf-8", timeout=timeout, env=env
-    )
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Version 1 of a model trained by `scann-export` on a UTF-8 interactions CSV."""
@@ -70,8 +55,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = ["user_id,item_id"] + [f'{u},"{t}"' for u, t in rows]
     csv.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
     base = folder / MODEL
-    done = _run(
-        *_command("scann-export"),
+    done = run_command(
+        console_script("scann-export"),
         f"--dataset=interactions:{csv}",
         f"--output={base}",
         f"--model-name={MODEL}",
@@ -95,14 +80,9 @@ def served(exported: Path) -> Iterator[ServerProcess]:
 
 
 def _stub_predict(server: ServerProcess, signature: str, inputs: dict[str, Any]) -> list[bytes]:
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    request = predict_request(MODEL, signature=signature, **inputs)
     with server.channel() as channel:
         reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
             request, timeout=30
@@ -182,8 +162,8 @@ def test_retrieval_clients_sync_and_async(served: ServerProcess, stub_answer: li
 
 
 def _query(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    done = _run(
-        *_command("scann-query"), f"--target={server.target}", f"--model={MODEL}", *args,
+    done = run_command(
+        console_script("scann-query"), f"--target={server.target}", f"--model={MODEL}", *args,
         timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
