@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psutil
 
@@ -115,16 +116,22 @@ class RunCap:
         self.seconds = seconds
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="session-run-cap", daemon=True)
+        self._stream: Any = sys.stderr
 
     @classmethod
     def from_env(cls) -> RunCap:
         """The cap from SCANN_TEST_RUN_CAP_SECONDS (default 40 minutes)."""
         return cls(float(os.environ.get("SCANN_TEST_RUN_CAP_SECONDS", DEFAULT_RUN_CAP_SECONDS)))
 
-    def start(self) -> None:
-        """Arms the cap (and faulthandler a minute later, should this thread be starved)."""
+    def start(self, config: object | None = None) -> None:
+        """Arms the cap (and faulthandler a minute later, should this thread be starved).
+
+        Its report goes to the stderr pytest had before it captured file descriptor 2, so it
+        is seen even when it fires inside a test.
+        """
+        self._stream = os.fdopen(os.dup(_original_stderr_fd(config)), "w")
         self._thread.start()
-        faulthandler.dump_traceback_later(self.seconds + 60, exit=True)
+        faulthandler.dump_traceback_later(self.seconds + 60, exit=True, file=self._stream)
 
     def cancel(self) -> None:
         """Disarms it (the run ended in time)."""
@@ -134,14 +141,24 @@ class RunCap:
     def _watch(self) -> None:
         if self._done.wait(self.seconds):
             return
-        sys.stderr.write(
+        self._stream.write(
             f"\n\nscann-serving tests: the run took longer than {self.seconds:.0f}s "
             "(SCANN_TEST_RUN_CAP_SECONDS); stacks of every thread follow\n"
         )
-        faulthandler.dump_traceback(all_threads=True)
+        self._stream.flush()
+        faulthandler.dump_traceback(file=self._stream, all_threads=True)
         kill_children(list(_children().values()))
-        sys.stderr.flush()
+        self._stream.flush()
         os._exit(124)
+
+
+def _original_stderr_fd(config: object | None) -> int:
+    """The descriptor pytest saved before capturing fd 2 (2 itself when nothing captures)."""
+    plugins = getattr(config, "pluginmanager", None)
+    capman = plugins.getplugin("capturemanager") if plugins is not None else None
+    capturing = getattr(capman, "_global_capturing", None)
+    saved = getattr(getattr(capturing, "err", None), "targetfd_save", None)
+    return saved if isinstance(saved, int) else 2
 
 
 def exit_without_waiting(exit_status: int) -> None:

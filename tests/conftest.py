@@ -26,7 +26,7 @@ _EXIT_STATUS = {"value": 0}
 def pytest_configure(config: pytest.Config) -> None:
     """Arms the whole-run cap (tests/_suite_guard.py)."""
     if not hasattr(config, "workerinput"):
-        _RUN_CAP.start()
+        _RUN_CAP.start(config)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

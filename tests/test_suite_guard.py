@@ -7,7 +7,9 @@ SCANN_TEST_DELIBERATE_FAILURE=1 is set, e.g.
     SCANN_TEST_DELIBERATE_FAILURE=1 make test
 
 which must end with a non-zero exit shortly after that test fails. The other test runs it in
-a pytest subprocess on every `make test` and checks exactly that.
+a pytest subprocess on every `make test` and checks exactly that. Likewise
+`test_deliberate_hang` (SCANN_TEST_DELIBERATE_HANG=1) blocks, and a subprocess run of it with
+a 3 s SCANN_TEST_RUN_CAP_SECONDS must end with exit 124 and every thread's stack.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 
 OPT_IN = "SCANN_TEST_DELIBERATE_FAILURE"
+HANG_OPT_IN = "SCANN_TEST_DELIBERATE_HANG"
 #: How long the subprocess run may take before it counts as hung (it needs a few seconds).
 HANG_SECONDS = 120
 
@@ -79,3 +82,30 @@ def test_a_failing_test_with_running_clients_ends_the_run(tmp_path: Path) -> Non
     assert re.search(r"threads still running after the test", output), output[-3000:]
     assert "child processes still running after the test (killed)" in output, output[-3000:]
     assert re.search(r"1 failed", output), output[-3000:]
+
+
+@pytest.mark.skipif(os.environ.get(HANG_OPT_IN) != "1", reason=f"opt in with {HANG_OPT_IN}=1")
+def test_deliberate_hang() -> None:
+    """Blocks far longer than the run cap the subprocess below sets."""
+    assert not threading.Event().wait(600)
+
+
+def test_a_run_past_its_cap_ends_with_the_stacks(tmp_path: Path) -> None:
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, HANG_OPT_IN: "1", "SCANN_TEST_RUN_CAP_SECONDS": "3"}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={tests.parent}",
+        f"{Path(__file__)}::test_deliberate_hang",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=HANG_SECONDS, env=env, cwd=tmp_path
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 124, output[-3000:]
+    assert "the run took longer than 3s" in output, output[-3000:]
+    assert "test_deliberate_hang" in output, output[-3000:]  # the stack shows where it hung
