@@ -30,6 +30,29 @@ HANG_OPT_IN = "SCANN_TEST_DELIBERATE_HANG"
 HANG_SECONDS = 120
 
 
+def _run_opt_in(test: str, cwd: Path, **env: str) -> tuple[int, str]:
+    """Runs one opt-in test of this file in a pytest subprocess: (exit code, its output)."""
+    tests = Path(__file__).resolve().parent
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={tests.parent}",
+        f"{Path(__file__)}::{test}",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+        env={**os.environ, **env},
+        cwd=cwd,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
 @pytest.mark.skipif(os.environ.get(OPT_IN) != "1", reason=f"opt in with {OPT_IN}=1")
 def test_deliberate_failure_with_running_clients() -> None:
     """Starts what the old SIGTERM test started (client threads that loop until told to stop,
@@ -62,22 +85,10 @@ def test_deliberate_failure_with_running_clients() -> None:
 
 
 def test_a_failing_test_with_running_clients_ends_the_run(tmp_path: Path) -> None:
-    tests = Path(__file__).resolve().parent
-    env = {**os.environ, OPT_IN: "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--rootdir={tests.parent}",
-        f"{Path(__file__)}::test_deliberate_failure_with_running_clients",
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=HANG_SECONDS, env=env, cwd=tmp_path
+    code, output = _run_opt_in(
+        "test_deliberate_failure_with_running_clients", tmp_path, **{OPT_IN: "1"}
     )
-    output = done.stdout + done.stderr
-    assert done.returncode not in (0, 5), output[-3000:]
+    assert code not in (0, 5), output[-3000:]
     assert "deliberate failure" in output, output[-3000:]
     assert re.search(r"threads still running after the test", output), output[-3000:]
     assert "child processes still running after the test (killed)" in output, output[-3000:]
@@ -91,21 +102,8 @@ def test_deliberate_hang() -> None:
 
 
 def test_a_run_past_its_cap_ends_with_the_stacks(tmp_path: Path) -> None:
-    tests = Path(__file__).resolve().parent
-    env = {**os.environ, HANG_OPT_IN: "1", "SCANN_TEST_RUN_CAP_SECONDS": "3"}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--rootdir={tests.parent}",
-        f"{Path(__file__)}::test_deliberate_hang",
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=HANG_SECONDS, env=env, cwd=tmp_path
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 124, output[-3000:]
+    env = {HANG_OPT_IN: "1", "SCANN_TEST_RUN_CAP_SECONDS": "3"}
+    code, output = _run_opt_in("test_deliberate_hang", tmp_path, **env)
+    assert code == 124, output[-3000:]
     assert "the run took longer than 3s" in output, output[-3000:]
     assert "test_deliberate_hang" in output, output[-3000:]  # the stack shows where it hung
