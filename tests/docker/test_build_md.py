@@ -108,10 +108,56 @@ def test_smoke_test_commands_use_real_options_and_built_images() -> None:
     assert images == {"scann-serve", "tf-serving"}, "both serving images have a smoke test"
 
 
-def test_scann_commit_lookup_names_the_pinned_release() -> None:
+def _git(repo: Path, *args: str) -> str:
+    run = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30, check=True
+    )
+    return run.stdout.strip()
+
+
+def _scann_history(repo: Path, versions: list[str]) -> dict[str, str]:
+    """A google-research-like repository whose scann/pyproject.toml goes through `versions`
+    (as ScaNN writes it, `version = "X"`); version -> the commit that set it."""
+    _git(repo.parent, "init", "-q", repo.name)
+    pyproject = repo / "scann/pyproject.toml"
+    pyproject.parent.mkdir()
+    commits = {}
+    for version in versions:
+        pyproject.write_text(f'[project]\nname = "scann"\nversion = "{version}"\n')
+        _git(repo, "add", ".")
+        ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+        _git(repo, *ident, "commit", "-qm", f"ScaNN {version}")
+        commits[version] = _git(repo, "rev-parse", "HEAD")
+    return commits
+
+
+def test_scann_commit_lookup_finds_the_release_commit(tmp_path: Path) -> None:
+    """BUILD.md's lookup, run on a history that moved past the release, prints the commit that
+    set the pinned version, and its confirmation names the Dockerfile's pinned commit."""
     args, _ = parse_dockerfile(DOCKERFILES["tf-serving"])
-    lookups = [c for c in COMMANDS if c[:1] == ["git"] and "log" in c]
-    assert lookups and f'-Sversion="{args["SCANN_VERSION"]}"' in lookups[0]
+    version = args["SCANN_VERSION"]
+    lines = [
+        line
+        for line in BUILD_MD.read_text().splitlines()
+        if line.startswith("git -C google-research ")
+    ]
+    lookup = next(line for line in lines if " log " in line)
+    confirm = next(line for line in lines if " show " in line)
+    assert f"{args['SCANN_GIT_COMMIT']}:scann/pyproject.toml" in confirm
+    assert f'version = "{version}"' in confirm
+    repo = tmp_path / "google-research"
+    commits = _scann_history(repo, ["1.4.1", version, "1.4.3"])
+    found = subprocess.run(
+        ["bash", "-c", lookup],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    assert found == commits[version]
+    own_confirm = confirm.replace(args["SCANN_GIT_COMMIT"], found)
+    subprocess.run(["bash", "-c", own_confirm], cwd=tmp_path, check=True, timeout=30)
 
 
 def test_local_smoke_command_is_the_one_the_tests_run(tmp_path: Path) -> None:
