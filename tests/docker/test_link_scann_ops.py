@@ -399,4 +399,4 @@ def test_applies_cleanly_to_the_real_scann_tree(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     _check_linked_scann(scann)
     builds = "".join(p.read_text() for p in (scann / "scann").rglob("BUILD*"))
-    assert '"@eigen"' in builds and "@cnpy" in builds, "the mapped repositories are used"
+    assert "@eigen" in builds and "@cnpy" in builds, "the mapped repositories are used"
