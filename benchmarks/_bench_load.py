@@ -26,12 +26,14 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 @dataclass(frozen=True)
 class LoadResult:
-    """Calls per second and the CPU each side spent per call (microseconds)."""
+    """Calls per second, the CPU each side spent per call (microseconds), and the calls
+    that ended in an error (the clients wait for every call, so none is cut off)."""
 
     qps: float
     calls: int
     client_cpu_us_per_call: float
     server_cpu_us_per_call: float | None
+    errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class LoadResult:
             "calls": self.calls,
             "client_cpu_us_per_call": self.client_cpu_us_per_call,
             "server_cpu_us_per_call": self.server_cpu_us_per_call,
+            "client_errors": self.errors,
         }
 
 
@@ -51,8 +54,13 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _closed_loop(call: Any, payloads: list[bytes], in_flight: int, seconds: float) -> int:
-    """`in_flight` calls always outstanding for `seconds`; returns the completed calls."""
+def _closed_loop(
+    call: Any, payloads: list[bytes], in_flight: int, seconds: float
+) -> tuple[int, int]:
+    """`in_flight` calls always outstanding for `seconds`; returns (completed, failed) calls.
+
+    A failed call is counted, not raised, so a run's numbers survive its errors; its slot
+    stops issuing (an error storm must not spin)."""
     lock, finished = threading.Lock(), threading.Event()
     state = {"done": 0, "active": in_flight, "next": 0, "errors": 0}
     end = time.monotonic() + seconds
@@ -78,9 +86,7 @@ def _closed_loop(call: Any, payloads: list[bytes], in_flight: int, seconds: floa
     for _ in range(in_flight):
         issue()
     finished.wait()
-    if state["errors"]:
-        raise RuntimeError(f"{state['errors']} failed calls")
-    return state["done"]
+    return state["done"] - state["errors"], state["errors"]
 
 
 def _worker(
@@ -102,13 +108,13 @@ def _worker(
             ready.put(True)
             start.wait()
             cpu = resource.getrusage(resource.RUSAGE_SELF)
-            done = _closed_loop(call, payloads, in_flight, seconds)
+            done, failed = _closed_loop(call, payloads, in_flight, seconds)
             after = resource.getrusage(resource.RUSAGE_SELF)
         used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
-        results.put((done, used, None))
+        results.put((done, failed, used, None))
     except Exception as exc:  # reported to the parent, which raises
         ready.put(False)
-        results.put((0, 0.0, repr(exc)))
+        results.put((0, 0, 0.0, repr(exc)))
 
 
 def run_load(
@@ -131,20 +137,28 @@ def run_load(
         )
         for n in shares
     ]
-    for worker in workers:
-        worker.start()
-    for _ in workers:  # spawned, grpc imported, connected and warmed
-        ready.get(timeout=120)
-    before = process_cpu_seconds(server_pid) if server_pid else None
-    start.set()
-    outcomes = [results.get(timeout=seconds + 60) for _ in workers]
-    after = process_cpu_seconds(server_pid) if server_pid else None
-    for worker in workers:
-        worker.join()
-    errors = [err for _, _, err in outcomes if err]
-    if errors:
-        raise RuntimeError(f"load worker failed: {errors[0]}")
-    calls = sum(done for done, _, _ in outcomes)
-    client_cpu = sum(used for _, used, _ in outcomes)
-    server_cpu = None if before is None or after is None else (after - before) * 1e6 / calls
-    return LoadResult(calls / seconds, calls, client_cpu * 1e6 / calls, server_cpu)
+    try:
+        for worker in workers:
+            worker.start()
+        for _ in workers:  # spawned, grpc imported, connected and warmed
+            ready.get(timeout=120)
+        before = process_cpu_seconds(server_pid) if server_pid else None
+        start.set()
+        outcomes = [results.get(timeout=seconds + 60) for _ in workers]
+        after = process_cpu_seconds(server_pid) if server_pid else None
+    finally:  # a worker that hung or lost its parent's queue must not outlive the run
+        for worker in workers:
+            if worker.is_alive():
+                worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    problems = [err for *_, err in outcomes if err]
+    if problems:
+        raise RuntimeError(f"load worker failed: {problems[0]}")
+    calls = sum(done for done, *_ in outcomes)
+    failed = sum(errors for _, errors, *_ in outcomes)
+    client_cpu = sum(used for _, _, used, _ in outcomes)
+    per_call = 1e6 / max(calls, 1)
+    server_cpu = None if before is None or after is None else (after - before) * per_call
+    return LoadResult(calls / seconds, calls, client_cpu * per_call, server_cpu, failed)

@@ -1,320 +1,235 @@
-"""The benchmark's report: targets, a markdown table and a PNG chart."""
+"""The benchmark's report: a markdown table per run, the servers' start and memory, and the
+target lines. Every served row carries its backend and its real errors; a configuration or
+row that failed is a row saying so, with its reason."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from _bench_plot import plot
+from _bench_served import MODES, QUERIES_PER_REQUEST
+from _bench_targets import (
+    CONCURRENCY,
+    LATENCY_TARGET,
+    THROUGHPUT_TARGET,
+    get,
+    normalize,
+    row,
+    targets,
+)
 
-import numpy as np
-from _bench_served import MODES
+__all__ = ["plot", "summary", "table", "targets"]
 
-CONCURRENCY = (1, 4, 16)
-LATENCY_TARGET, THROUGHPUT_TARGET = 1.5, 0.25
-#: Served configurations with batching (the throughput target counts the best of them).
-BATCHING_MODES = tuple(name for name, (batching, _) in MODES.items() if batching)
-
-
-def targets(results: dict) -> dict:
-    """Both targets as the issue defines them, plus the same ratios for reference points.
-
-    The primary figures use the official Python stub (latency), the Python load processes
-    (throughput) and raw ScaNN's parallel batched call; the `_native` figures use h2load
-    and the `_serial` ones ScaNN's one-thread `search_batched` (when measured).
-    """
-    ip, served = results["in_process"], results["served"]
-    plain = served["plain"]
-    batched_modes = [served[m] for m in BATCHING_MODES if m in served]  # the best one counts
-    batched = max(batched_modes, key=lambda d: d["grpc_qps_16"])
-    signature_p50 = ip["signature_call"]["p50_ms"]
-    parallel = ip["raw_scann_batched_qps_by_size"]["1024"]
-    serial = ip.get("raw_scann_batched_serial_qps")
-    out = {
-        "latency_ratio": plain["grpc_single"]["p50_ms"] / signature_p50,
-        "throughput_fraction": batched["grpc_qps_16"] / parallel,
-        "throughput_fraction_vs_raw_batch16": batched["grpc_qps_16"]
-        / ip["raw_scann_batched_qps_by_size"]["16"],
-        "noop_latency_ratio": plain["grpc_noop_single"]["p50_ms"] / signature_p50,
-        "noop_fraction": plain["grpc_noop_qps_16"] / parallel,
-    }
-    if "c_single" in plain and "c_16" in batched:
-        out["latency_ratio_native"] = plain["c_single"]["p50_ms"] / signature_p50
-        out["throughput_fraction_native"] = (
-            max(d["c_16"]["qps"] for d in batched_modes if "c_16" in d) / parallel
-        )
-        out["noop_latency_ratio_native"] = plain["c_noop_single"]["p50_ms"] / signature_p50
-        out["noop_fraction_native"] = plain["c_noop_16"]["qps"] / parallel
-    ext = served.get("external")
-    if ext:  # another TF Serving API server (e.g. the TF Serving image), same version
-        best_single = min(ext["grpc_single"]["p50_ms"], ext.get("c_single", {}).get("p50_ms", 1e9))
-        out["latency_ratio_external"] = best_single / signature_p50
-        out["throughput_fraction_external"] = (
-            max(ext["grpc_qps_16"], ext.get("c_16", {}).get("qps", 0)) / parallel
-        )
-    if serial:
-        for key in [k for k in out if k.startswith(("throughput_fraction", "noop_fraction"))]:
-            if not key.endswith("batch16"):
-                out[f"{key}_serial"] = out[key] * parallel / serial
-    out["latency_met"] = (
-        min(out["latency_ratio"], out.get("latency_ratio_native", 1e9)) <= LATENCY_TARGET
-    )
-    out["throughput_met"] = (
-        max(out["throughput_fraction"], out.get("throughput_fraction_native", 0))
-        >= THROUGHPUT_TARGET
-    )
-    return out
+HEADER = (
+    "| backend | path | p50 ms | p99 ms | q/s @1 | q/s @4 | q/s @16 "
+    "| µs CPU/call @16 server / client | real errors |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---|"
+)
+MODE_LABELS = {
+    "plain": "served",
+    "batching": "served + batching",
+    "batching_asyncio": "served + batching, asyncio server",
+}
 
 
-def _row(name: str, lat: dict | None, qps: list[str], cpu: str = "") -> str:
-    p50 = f"{lat['p50_ms']:.3f}" if lat else ""
-    p99 = f"{lat['p99_ms']:.3f}" if lat else ""
-    return f"| {name} | {p50} | {p99} | " + " | ".join(qps) + f" | {cpu} |"
+def _num(value: float | None, digits: int = 0) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
-def _cpu(data: dict) -> str:
-    load = data.get("grpc_16")
-    if not load or load.get("server_cpu_us_per_call") is None:
+def _line(backend: str, path: str, cells: list[str]) -> str:
+    return f"| {backend} | {path} | " + " | ".join(cells) + " |"
+
+
+def _errors(cfg: dict, keys: list[str]) -> str:
+    """The real errors of a row's runs, and which of them failed (with the first reason)."""
+    failures = [(k, cfg[k]["failed"]) for k in keys if "failed" in (cfg.get(k) or {})]
+    counted = [row(cfg, k) for k in keys]
+    total = sum(int(d.get("real_errors", 0)) for d in counted if d)
+    text = str(total) if any(d and "real_errors" in d for d in counted) else ""
+    if failures:
+        names = ", ".join(k for k, _ in failures)
+        text += f" failed ({names}): {failures[0][1]}".replace("|", "/")
+    return text.strip()
+
+
+def _served(
+    backend: str,
+    cfg: dict,
+    path: str,
+    latency: str | None,
+    loads: list[str | None],
+    *,
+    field: str = "qps",
+) -> str:
+    """One served row: latency from `latency`'s run, `field` of `loads` (one per column),
+    CPU per call of the @16 run (server / client: the Python load's, "native" for h2load,
+    "—" for REST's threads, which are not measured), real errors of them all."""
+    lat = row(cfg, latency) if latency else None
+    cells = [_num(lat and lat["p50_ms"], 3), _num(lat and lat["p99_ms"], 3)]
+    cells += [_num(get(cfg, k, field)) if k else "" for k in loads]
+    last = row(cfg, loads[-1]) if loads[-1] else None
+    used = last.get("server_cpu_us_per_call") if last else None
+    client_cpu = last.get("client_cpu_us_per_call") if last else None
+    client = "native" if str(loads[-1]).startswith("c_") else "—"
+    cpu = "" if used is None else f"{used:.0f} / " + (_num(client_cpu) or client)
+    keys = [k for k in [latency, *loads] if k]
+    errors = _errors(cfg, keys)
+    if not any(cells) and not errors:  # not measured in this run (e.g. an older file)
         return ""
-    return f"{load['server_cpu_us_per_call']:.0f} / {load['client_cpu_us_per_call']:.0f}"
+    return _line(backend, path, [*cells, cpu, errors])
 
 
-def _python_row(label: str, data: dict) -> str:
-    """A configuration's row for the Python clients (stub latency, load-process q/s)."""
-    return _row(
-        label,
-        data["grpc_single"],
-        [f"{data[f'grpc_qps_{c}']:.0f}" for c in CONCURRENCY],
-        _cpu(data),
+def _configuration(backend: str, mode: str, cfg: dict) -> list[str]:
+    label = MODE_LABELS.get(mode, mode)
+    if "failed" in cfg:
+        reason = str(cfg["failed"]).replace("|", "/")
+        return [_line(backend, f"{label}: **failed**", ["", "", "", "", "", "", reason])]
+    q = QUERIES_PER_REQUEST
+    lines = [
+        _served(backend, cfg, f"{label} gRPC, Python client", "grpc_single", _loads("grpc")),
+        _served(backend, cfg, f"{label}, gRPC no-op floor (health Check)", "grpc_noop_single",
+                [None, None, "grpc_noop_16"]),
+        _served(backend, cfg, f"{label} gRPC, {q} queries/request, rows/s", None,
+                [None, None, "grpc_64x16"], field="rows_per_s"),
+        _served(backend, cfg, f"{label} REST", "rest_single", _loads("rest")),
+    ]  # fmt: skip
+    if "c_single" in cfg or "c_16" in cfg:
+        lines += [
+            _served(backend, cfg, f"{label} gRPC, native client (h2load)", "c_single",
+                    _loads("c")),
+            _served(backend, cfg, f"{label}, gRPC no-op floor, native client", "c_noop_single",
+                    [None, None, "c_noop_16"]),
+            _served(backend, cfg, f"{label} gRPC, {q} queries/request, rows/s, native client",
+                    None, [None, None, "c_64x16"], field="rows_per_s"),
+        ]  # fmt: skip
+    return [line for line in lines if line]
+
+
+def _loads(prefix: str) -> list[str | None]:
+    return [f"{prefix}_{c}" for c in CONCURRENCY]
+
+
+def _in_process(ip: dict) -> list[str]:
+    blank = ["", "", "", "", ""]
+
+    def lat(name: str, data: dict) -> str:
+        return _line("—", name, [_num(data["p50_ms"], 3), _num(data["p99_ms"], 3), *blank])
+
+    def rate(name: str, qps: float) -> str:
+        return _line("—", name, ["", "", _num(qps), "", "", "", ""])
+
+    lines = [
+        lat("raw ScaNN (pybind), 1 query", ip["raw_scann_single"]),
+        lat("SavedModel signature call, 1 query", ip["signature_call"]),
+        lat("brute force (numpy), 1 query", ip["brute_force_single"]),
+        rate("SavedModel signature, 16 keys/call (in process)", ip["signature_batch16_qps"]),
+    ]
+    for size, qps in ip["raw_scann_batched_qps_by_size"].items():
+        lines.append(rate(f"raw ScaNN search_batched_parallel ({size} queries/call)", qps))
+    serial = ip.get("raw_scann_batched_serial_qps_by_size") or (
+        {"1024": ip["raw_scann_batched_serial_qps"]} if "raw_scann_batched_serial_qps" in ip else {}
     )
+    for size, qps in serial.items():
+        lines.append(rate(f"raw ScaNN search_batched, one thread ({size} queries/call)", qps))
+    lines.append(rate("brute force batched (256 queries/call)", ip["brute_force_batched_qps"]))
+    return lines
 
 
-def _native_row(label: str, data: dict) -> list[str]:
-    """The same configuration from h2load, when the run had it (server CPU when ours)."""
-    if "c_single" not in data:
-        return []
-    used = data["c_16"].get("server_cpu_us_per_call")
-    return [
-        _row(
-            label,
-            data["c_single"],
-            [f"{data[f'c_{c}']['qps']:.0f}" for c in CONCURRENCY],
-            "" if used is None else f"{used:.0f} / native",
-        )
+def servers_table(results: dict) -> str:
+    """Each configuration's server: start to SERVING, RSS at SERVING and at its peak."""
+    lines = [
+        "| backend | configuration | start to SERVING s | RSS MiB at SERVING | peak RSS MiB |",
+        "|---|---|---:|---:|---:|",
     ]
-
-
-def _noop_native_row(plain: dict) -> list[str]:
-    if "c_noop_single" not in plain:
-        return []
-    noop, used = plain["c_noop_16"], plain["c_noop_16"].get("server_cpu_us_per_call")
-    return [
-        _row(
-            "gRPC no-op floor, native client",
-            plain["c_noop_single"],
-            ["", "", f"{noop['qps']:.0f}"],
-            "" if used is None else f"{used:.0f} / native",
-        )
-    ]
-
-
-def _both_rows(label: str, native_label: str, data: dict | None) -> list[str]:
-    return [_python_row(label, data), *_native_row(native_label, data)] if data else []
+    for backend, configs in results["served"].items():
+        for mode, cfg in configs.items():
+            server = cfg.get("server") or {}
+            peak = (server.get("after_load") or {}).get("peak_rss_mib")
+            lines.append(
+                f"| {backend} | {mode} | {_num(server.get('start_to_serving_s'), 1)} | "
+                f"{_num(server.get('rss_mib'))} | {_num(peak)} |"
+            )
+    return "\n".join(lines)
 
 
 def table(results: dict) -> str:
-    """The markdown table and the target lines."""
-    ip, plain, batched = (
-        results["in_process"],
-        results["served"]["plain"],
-        results["served"]["batching"],
-    )
-    raw = ip["raw_scann_batched_qps_by_size"]
-    ext = results["served"].get("external")
-    external = f"{ext.get('label', 'external server')} ({ext['target']})" if ext else ""
-    blank = ["", "", ""]
-    noop = plain["grpc_noop_16"]
-    lines = [
-        "| path | p50 ms | p99 ms | q/s @1 | q/s @4 | q/s @16 | µs CPU/call @16 server / client |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        _row("raw ScaNN (pybind), 1 query", ip["raw_scann_single"], blank),
-        _row("SavedModel signature call, 1 query", ip["signature_call"], blank),
-        _row("brute force (numpy), 1 query", ip["brute_force_single"], blank),
-        _python_row("served gRPC, 1 client", plain),
-        _python_row("served gRPC + batching", batched),
-        *_native_row("served gRPC, native client (h2load)", plain),
-        *_native_row("served gRPC + batching, native client", batched),
-        *_noop_native_row(plain),
-        *_both_rows(
-            "served gRPC + batching, asyncio server",
-            "served gRPC + batching, asyncio, native client",
-            results["served"].get("batching_asyncio"),
-        ),
-        *_both_rows(f"{external}, 1 client", f"{external}, native client", ext),
-        _row("served REST, 1 client", plain["rest_single"], blank),
-        _row(
-            "served REST (no batching / batching)",
-            None,
-            [f"{plain[f'rest_qps_{c}']:.0f} / {batched[f'rest_qps_{c}']:.0f}" for c in CONCURRENCY],
-        ),
-        _row(
-            "gRPC no-op floor (health Check, same server)",
-            plain["grpc_noop_single"],
-            ["", "", f"{noop['qps']:.0f}"],
-            f"{noop['server_cpu_us_per_call'] or 0:.0f} / {noop['client_cpu_us_per_call']:.0f}",
-        ),
-        _row(
-            "SavedModel signature, 16 keys/call (in process)",
-            None,
-            [f"{ip['signature_batch16_qps']:.0f}", "", ""],
-        ),
-    ]
-    for size, qps in raw.items():
-        lines.append(_row(f"raw ScaNN batched ({size} queries/call)", None, [f"{qps:.0f}", "", ""]))
-    if ip.get("raw_scann_batched_serial_qps"):
-        serial = ip["raw_scann_batched_serial_qps"]
-        lines.append(
-            _row("raw ScaNN batched (1024/call, one thread)", None, [f"{serial:.0f}", "", ""])
-        )
-    lines.append(
-        _row(
-            "brute force batched (256 queries/call)",
-            None,
-            [f"{ip['brute_force_batched_qps']:.0f}", "", ""],
-        )
-    )
-    return "\n".join(lines) + "\n\n" + summary(results)
+    """The markdown tables and the target lines."""
+    results = normalize(results)
+    lines = [HEADER, *_in_process(results["in_process"])]
+    for backend, configs in results["served"].items():
+        for mode in [m for m in MODES if m in configs]:
+            lines += _configuration(backend, mode, configs[mode])
+    ext = results.get("external")
+    if ext:
+        name = f"{ext.get('label', 'external server')} ({ext['target']})"
+        if "failed" in ext:
+            lines.append(_line("external", f"{name}: **failed**", [""] * 6 + [ext["failed"]]))
+        else:
+            lines.append(_served("external", ext, f"{name}, Python client", "grpc_single",
+                                 _loads("grpc")))  # fmt: skip
+        if "c_single" in ext:
+            lines.append(_served("external", ext, f"{name}, native client", "c_single",
+                                 _loads("c")))  # fmt: skip
+    return "\n".join(lines) + "\n\n" + servers_table(results) + "\n\n" + summary(results)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def _fractions(t: dict, key: str) -> str:
     """'6.1% / 13.0%': of raw parallel ScaNN / of one-thread ScaNN (1024 per call)."""
-    serial = t.get(f"{key}_serial")
-    return f"{t[key]:.1%} / " + (f"{serial:.1%}" if serial is not None else "n/a")
+    return f"{_pct(t.get(key))} / {_pct(t.get(f'{key}_serial'))}"
 
 
 def summary(results: dict) -> str:
-    """Index line, both targets (met or not) and the floors that explain them."""
-    t, index = results["targets"], results["index"]
-    batched = results["served"]["batching"]
-    batch = batched["grpc_16"].get("mean_batch_size") or 0
-    native = "latency_ratio_native" in t
+    """Index line, issue 3's targets (met or not), the floors, and issue 13's ratios."""
+    results = normalize(results)
+    t, index = results.get("targets") or targets(results), results["index"]
     lines = [
         f"{results['num_candidates']:,} x {results['dim']} candidates, {index['num_leaves']} "
         f"leaves, {index['num_leaves_to_search']} searched, "
         f"{index['num_reordering_candidates']} reordered: exported recall@10 = "
         f"{results['recall_at_10']:.3f} vs brute force; {results['cpus']} CPUs; load average "
         f"{results.get('load_average', '?')} at start.",
-        f"Target 1, served gRPC p50 <= {LATENCY_TARGET}x the signature call: "
-        f"{t['latency_ratio']:.2f}x with the Python stub"
-        + (f", {t['latency_ratio_native']:.2f}x with h2load" if native else "")
-        + f" ({'met' if t['latency_met'] else 'NOT met'}).",
-        "Target 2, batched served q/s @16 >= 25% of raw batched ScaNN (1024/call, parallel "
-        f"/ one thread): {_fractions(t, 'throughput_fraction')} with Python load processes"
-        + (f", {_fractions(t, 'throughput_fraction_native')} with h2load" if native else "")
-        + f" ({'met' if t['throughput_met'] else 'NOT met'}); mean batch formed @16: "
-        f"{batch:.1f}.",
-        f"Floor, a no-op call (health Check): {t['noop_latency_ratio']:.2f}x the signature call "
-        "with the Python stub"
-        + (f", {t['noop_latency_ratio_native']:.2f}x with h2load" if native else "")
-        + f"; 16 no-op clients reach {_fractions(t, 'noop_fraction')} with Python load processes"
-        + (f", {_fractions(t, 'noop_fraction_native')} with h2load" if native else "")
-        + ".",
+        f"Target 1 (TensorFlow backend), served gRPC p50 <= {LATENCY_TARGET}x the signature "
+        f"call: {_x(t['latency_ratio'])} with the Python stub, "
+        f"{_x(t.get('latency_ratio_native'))} with h2load "
+        f"({'met' if t['latency_met'] else 'NOT met'}).",
+        f"Target 2, batched served q/s @16 >= {THROUGHPUT_TARGET:.0%} of raw batched ScaNN "
+        f"(1024/call, parallel / one thread): {_fractions(t, 'throughput_fraction')} with "
+        f"Python load processes, {_fractions(t, 'throughput_fraction_native')} with h2load "
+        f"({'met' if t['throughput_met'] else 'NOT met'}).",
+        f"Floor, a no-op call (health Check): {_x(t['noop_latency_ratio'])} the signature call "
+        f"with the Python stub, {_x(t.get('noop_latency_ratio_native'))} with h2load; 16 no-op "
+        f"clients reach {_fractions(t, 'noop_fraction')} with Python load processes, "
+        f"{_fractions(t, 'noop_fraction_native')} with h2load.",
     ]
+    for backend, r in t.get("by_backend", {}).items():
+        lines.append(
+            f"{backend}: h2load p50 {_x(r['p50_native_vs_signature'])} the signature call and "
+            f"{_x(r['p50_native_vs_noop'])} the no-op's; server CPU/Predict @16 "
+            f"{_x(r['cpu_per_predict_vs_noop_16'])} the no-op's; q/s @16 "
+            f"{_pct(r['qps_16_vs_noop_best_mode'])} of the no-op's (best mode); "
+            f"{QUERIES_PER_REQUEST} queries/request @16: {_num(r['rows_per_s_64x16_best'])} "
+            f"rows/s = {_pct(r['rows64_fraction_of_raw_serial64'])} of raw search_batched at "
+            f"{QUERIES_PER_REQUEST}/call; start to SERVING {_num(r['start_to_serving_s'], 1)} s, "
+            f"RSS {_num(r['rss_mib'])} MiB; {r['real_errors']} real errors"
+            + (f"; FAILED: {', '.join(r['failed_rows'])}" if r["failed_rows"] else "")
+            + "."
+        )
+    if "native_start_vs_tensorflow" in t:
+        lines.append(
+            f"native / tensorflow: start to SERVING {_x(t['native_start_vs_tensorflow'])}, "
+            f"RSS {_x(t['native_rss_vs_tensorflow'])}."
+        )
     if "latency_ratio_external" in t:
-        ext = results["served"]["external"]
+        ext = results["external"]
         lines.append(
             f"{ext.get('label', 'external server')} ({ext['target']}), best client: p50 = "
-            f"{t['latency_ratio_external']:.2f}x the signature call; q/s @16 = "
+            f"{_x(t['latency_ratio_external'])} the signature call; q/s @16 = "
             f"{_fractions(t, 'throughput_fraction_external')} of raw batched ScaNN."
         )
     return "\n".join(lines)
-
-
-def plot(results: dict, path: Path) -> None:
-    """Two panels: single-client latency bars (p50/p99), throughput bars at 16 clients."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ip, plain, batched = (
-        results["in_process"],
-        results["served"]["plain"],
-        results["served"]["batching"],
-    )
-    fig, (left, right) = plt.subplots(1, 2, figsize=(17, 5.5))
-    names = ["raw ScaNN", "signature\ncall", "gRPC\nno-op", "gRPC", "gRPC\n+batching", "REST"]
-    lats = [
-        ip["raw_scann_single"],
-        ip["signature_call"],
-        plain["grpc_noop_single"],
-        plain["grpc_single"],
-        batched["grpc_single"],
-        plain["rest_single"],
-    ]
-    if "c_single" in plain:  # the same calls from a native client (h2load)
-        names += ["no-op\nh2load", "gRPC\nh2load"]
-        lats += [plain["c_noop_single"], plain["c_single"]]
-    x = np.arange(len(names))
-    left.bar(x - 0.2, [v["p50_ms"] for v in lats], 0.4, label="p50")
-    left.bar(x + 0.2, [v["p99_ms"] for v in lats], 0.4, label="p99")
-    left.axhline(
-        LATENCY_TARGET * ip["signature_call"]["p50_ms"],
-        color="red",
-        linestyle=":",
-        label="target: 1.5x signature p50",
-    )
-    left.set_xticks(x, names, fontsize=8)
-    left.set_ylabel("ms per query, 1 client")
-    left.set_title("latency (lower is better)")
-    left.legend(fontsize=8)
-    _throughput_panel(right, ip, plain, batched, results["served"].get("batching_asyncio"))
-    fig.suptitle(
-        f"scann-serve, {results['num_candidates']:,} x {results['dim']} candidates, "
-        f"recall@10 {results['recall_at_10']:.3f}, {results['cpus']} CPUs"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _throughput_panel(
-    ax: object, ip: dict, plain: dict, batched: dict, asyncio_mode: dict | None
-) -> None:
-    raw = ip["raw_scann_batched_qps_by_size"]
-    bars = [
-        ("gRPC", plain["grpc_qps_16"], "C0"),
-        ("gRPC\n+batching", batched["grpc_qps_16"], "C1"),
-        ("REST\n+batching", batched["rest_qps_16"], "C2"),
-        ("gRPC\nno-op", plain["grpc_noop_qps_16"], "gray"),
-    ]
-    if "c_16" in batched:
-        bars += [
-            ("+batching\nh2load", batched["c_16"]["qps"], "C1"),
-            ("no-op\nh2load", plain["c_noop_16"]["qps"], "gray"),
-        ]
-    if "c_16" in (asyncio_mode or {}):
-        bars.insert(-1, ("+batching\nasyncio\nh2load", asyncio_mode["c_16"]["qps"], "C6"))
-    bars += [
-        ("signature\n16/call", ip["signature_batch16_qps"], "C3"),
-        ("raw ScaNN\n16/call", raw["16"], "C4"),
-    ]
-    if ip.get("raw_scann_batched_serial_qps"):
-        bars.append(("raw 1024\n1 thread", ip["raw_scann_batched_serial_qps"], "C5"))
-    bars.append(("raw ScaNN\n1024/call", raw["1024"], "C5"))
-    x = np.arange(len(bars))
-    ax.bar(x, [b[1] for b in bars], color=[b[2] for b in bars])  # type: ignore[attr-defined]
-    for i, (_, value, _) in enumerate(bars):
-        ax.text(i, value, f"{value:,.0f}", ha="center", va="bottom", fontsize=8)  # type: ignore[attr-defined]
-    ax.axhline(  # type: ignore[attr-defined]
-        THROUGHPUT_TARGET * raw["1024"], color="red", linestyle=":", label="25% of raw 1024/call"
-    )
-    if ip.get("raw_scann_batched_serial_qps"):
-        ax.axhline(  # type: ignore[attr-defined]
-            THROUGHPUT_TARGET * ip["raw_scann_batched_serial_qps"],
-            color="red",
-            linestyle="--",
-            alpha=0.5,
-            label="25% of raw 1024/call, 1 thread",
-        )
-    ax.set_xticks(x, [b[0] for b in bars], fontsize=7)  # type: ignore[attr-defined]
-    ax.set_ylabel("queries / s (served: 16 clients; in process: 1 caller)")  # type: ignore[attr-defined]
-    ax.set_title("throughput (higher is better)")  # type: ignore[attr-defined]
-    ax.legend(fontsize=8)  # type: ignore[attr-defined]

@@ -1,162 +1,102 @@
-"""Served measurements: scann-serve over gRPC and REST, and the no-op gRPC floor.
+"""Served measurements: every configuration of scann-serve, per backend, and the no-op floor.
 
-Latency is one Python client with the official stubs (what a user's client sees).
-gRPC throughput uses `_bench_load` (client processes sending pre-serialized requests,
-reporting client and server CPU per call); REST throughput uses one keep-alive
-connection per client thread. When h2load is installed, the same gRPC calls are also
-driven by a native client (`_bench_h2load`): latency and throughput without a Python
-client's cost on the server's cores (keys prefixed `c_`).
+A configuration is a backend (`--backends`) and a mode (`MODES`: plain, batching, batching
+on the asyncio server). Each runs in its own `scann-serve` subprocess, whose
+start-to-SERVING time and resident memory (from /proc) are recorded beside its rows. Each
+row is measured in isolation (`_bench_status.measure`): a failure becomes a row marked
+failed with its reason, and the results file is saved after every row. Rows (keys in the
+JSON, `c_` for h2load's):
+
+* `grpc_noop_single`, `grpc_noop_16`, `c_noop_single`, `c_noop_16`: grpc.health.v1 Check,
+  the floor of any gRPC call on the same server;
+* `grpc_single`, `rest_single`, `c_single`: one client's Predict latency (1 key);
+* `grpc_{1,4,16}`, `rest_{1,4,16}`, `c_{1,4,16}`: throughput at that many clients;
+* `grpc_64x16`, `c_64x16`: requests of `QUERIES_PER_REQUEST` keys from 16 clients, in
+  rows (queries) per second, against raw ScaNN's `search_batched` at 64 per call.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import re
-import threading
+import os
+import subprocess
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _bench_clients import (
+    CONCURRENCY,
+    external_load,
+    grpc_latency,
+    grpc_noop_latency,
+    grpc_request,
+    h2load_run,
+    on_server,
+    python_load,
+    rest_latency,
+    rest_throughput,
+)
 from _bench_data import log
 from _bench_h2load import h2load_path
 from _bench_h2load import run as h2load
-from _bench_inprocess import time_calls
-from _bench_load import HEALTH_CHECK, PREDICT, process_cpu_seconds, run_load
+from _bench_load import HEALTH_CHECK, PREDICT
+from _bench_status import counted, measure
 
-CONCURRENCY = (1, 4, 16)
-
-
-def grpc_request(key: str, model: str = "retrieval") -> Any:
-    """A PredictRequest for serving_default with one query key."""
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    tensor = request.inputs["query"]
-    tensor.dtype = 7  # DT_STRING
-    tensor.tensor_shape.dim.add().size = 1
-    tensor.string_val.append(key.encode())
-    return request
+#: Served configurations: name -> (--enable_batching, --grpc_server_mode).
+MODES = {
+    "plain": (False, "threads"),
+    "batching": (True, "threads"),
+    "batching_asyncio": (True, "asyncio"),
+}
+#: Keys per request in the many-queries rows (the batcher's max_batch_size, so one request
+#: is one batch; raw ScaNN is measured at the same size).
+QUERIES_PER_REQUEST = 64
+#: The backend every scann-serve has (one without --backend serves only this one).
+DEFAULT_BACKEND = "tensorflow"
 
 
-def grpc_noop_latency(target: str, n: int) -> dict:
-    """One client's grpc.health.v1 Check latency: the floor of any gRPC call."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+def has_backend_flag() -> bool:
+    """Whether this scann-serve's --help lists --backend (a server from before the native
+    backend has no such flag, and serves only TensorFlow)."""
+    from serve_helpers import TF_ENV, scann_serve_command
 
-    with grpc.insecure_channel(target) as channel:
-        stub, request = health_pb2_grpc.HealthStub(channel), health_pb2.HealthCheckRequest()
-        return time_calls(lambda: stub.Check(request, timeout=10), n)
-
-
-def grpc_latency(target: str, num_queries: int, n: int, model: str = "retrieval") -> dict:
-    """One client's Predict latency with the official stub."""
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    with grpc.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        requests = [grpc_request(str(i), model) for i in range(num_queries)]
-        it = iter(range(10**9))
-        return time_calls(lambda: stub.Predict(requests[next(it) % num_queries], timeout=10), n)
+    done = subprocess.run(
+        [*scann_serve_command(), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **TF_ENV},
+        check=False,
+    )
+    return "--backend" in done.stdout
 
 
-def rest_call(conn: http.client.HTTPConnection, key: int) -> None:
-    """One row-format :predict on a keep-alive connection."""
-    body = json.dumps({"instances": [str(key)]})
-    conn.request("POST", "/v1/models/retrieval:predict", body, {"Content-Type": "application/json"})
-    reply = conn.getresponse()
-    data = reply.read()
-    if reply.status != 200:
-        raise RuntimeError(data)
+def default_backends(backend_flag: bool) -> list[str]:
+    """tensorflow, plus native when the server has --backend."""
+    return [DEFAULT_BACKEND, "native"] if backend_flag else [DEFAULT_BACKEND]
 
 
-def rest_latency(port: int, num_queries: int, n: int) -> dict:
-    """One REST client's latency."""
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    it = iter(range(10**9))
-    return time_calls(lambda: rest_call(conn, next(it) % num_queries), n)
+def backend_flags(backend: str, has_backend_flag: bool) -> list[str]:
+    """`--backend=<backend>`; nothing for tensorflow on a server without the flag (it
+    serves only that backend). Any other backend always gets the flag, so a server that
+    lacks it fails that configuration at start, with its own message."""
+    if backend == DEFAULT_BACKEND and not has_backend_flag:
+        return []
+    return [f"--backend={backend}"]
 
 
-def rest_throughput(port: int, num_queries: int, clients: int, seconds: float) -> float:
-    """Closed loop: `clients` threads, each with its own keep-alive connection."""
-    counts, errors = [0] * clients, []
-    end = time.monotonic() + seconds
-
-    def client(c: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port)
-        i = c
-        try:
-            while time.monotonic() < end:
-                rest_call(conn, i % num_queries)
-                counts[c] += 1
-                i += clients
-        except Exception as exc:  # reported below instead of silently losing a client
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {clients} REST clients failed: {errors[0]!r}")
-    return sum(counts) / seconds
-
-
-def _metrics_page(rest_url: str) -> str:
-    return urllib.request.urlopen(rest_url + "/monitoring/prometheus/metrics").read().decode()
-
-
-def batch_stats(rest_url: str) -> tuple[float, float]:
-    """(sum, count) of the server's scann_serving_batch_size histogram."""
-    text = _metrics_page(rest_url)
-    total = re.search(r"^scann_serving_batch_size_sum\S* (\S+)$", text, re.M)
-    count = re.search(r"^scann_serving_batch_size_count\S* (\S+)$", text, re.M)
-    return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
-
-
-def request_counts(rest_url: str) -> dict[str, float]:
-    """Calls the server has answered, by status ("OK", "NOT_FOUND", ...), from its counter."""
-    counts: dict[str, float] = {}
-    pattern = r'^scann_serving_requests_total\{[^}]*status="(\w+)"[^}]*\} (\S+)$'
-    for status, value in re.findall(pattern, _metrics_page(rest_url), re.M):
-        counts[status] = counts.get(status, 0.0) + float(value)
-    return counts
-
-
-def failed_calls(rest_url: str) -> float:
-    """Calls the server answered with a status other than OK."""
-    return sum(n for status, n in request_counts(rest_url).items() if status != "OK")
-
-
-def native_client(server: Any, payload: bytes, args: Any) -> dict[str, Any]:
-    """h2load rows: no-op and Predict latency (1 client), throughput at CONCURRENCY."""
-    port, n, seconds = server.grpc_port, args.latency_samples, args.duration
-    failed = failed_calls(server.rest_url)
-    out: dict[str, Any] = {
-        "c_noop_single": h2load(port, HEALTH_CHECK, b"", 1, requests=n),
-        "c_single": h2load(port, PREDICT, payload, 1, requests=n),
-    }
-    runs = [("c_noop_16", HEALTH_CHECK, b"", 16)]
-    runs += [(f"c_{clients}", PREDICT, payload, clients) for clients in CONCURRENCY]
-    for name, method, message, clients in runs:
-        before, cpu = batch_stats(server.rest_url), process_cpu_seconds(server.process.pid)
-        load = h2load(port, method, message, clients, seconds=seconds)
-        cpu_after, after = process_cpu_seconds(server.process.pid), batch_stats(server.rest_url)
-        if cpu is not None and cpu_after is not None:
-            load["server_cpu_us_per_call"] = (cpu_after - cpu) * 1e6 / load["calls"]
-        batches = after[1] - before[1]
-        load["mean_batch_size"] = (after[0] - before[0]) / batches if batches else None
-        out[name] = load
-        log(
-            f"  h2load {name}: {load['qps']:.0f} q/s, p50 {load['p50_ms']:.3f} ms, server "
-            f"{load.get('server_cpu_us_per_call', 0):.0f} us CPU/call"
-        )
-    if failed_calls(server.rest_url) != failed:  # h2load counts any HTTP 200 as success
-        raise RuntimeError("the server answered some h2load calls with a gRPC error")
+def memory_mib(pid: int) -> dict[str, float | None]:
+    """The process's resident memory now (VmRSS) and at its peak (VmHWM), in MiB (Linux)."""
+    out: dict[str, float | None] = {"rss_mib": None, "peak_rss_mib": None}
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return out
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            key = "rss_mib" if name == "VmRSS" else "peak_rss_mib"
+            out[key] = int(value.split()[0]) / 1024
     return out
 
 
@@ -170,82 +110,125 @@ def batching_flags(workdir: Path, timeout_micros: int = 0, threads: int = 1) -> 
     return ["--enable_batching", f"--batching_parameters_file={params}", "--grpc_max_threads=32"]
 
 
-def _throughput(server: Any, payloads: list[bytes], clients: int, args: Any) -> dict:
-    before = batch_stats(server.rest_url)
-    load = run_load(
-        server.target,
-        PREDICT,
-        payloads,
-        clients,
-        args.duration,
-        args.client_processes,
-        server.process.pid,
-    )
-    after = batch_stats(server.rest_url)
-    batches = after[1] - before[1]
-    out = load.to_dict()
-    out["mean_batch_size"] = (after[0] - before[0]) / batches if batches else None
-    return out
-
-
-#: Served configurations: name -> (--enable_batching, --grpc_server_mode).
-MODES = {
-    "plain": (False, "threads"),
-    "batching": (True, "threads"),
-    "batching_asyncio": (True, "asyncio"),
-}
-
-
-def served(base: Path, num_queries: int, args: Any, mode: str, workdir: Path) -> dict:
-    """Every served measurement against one scann-serve subprocess in configuration `mode`."""
-    from serve_helpers import ServerProcess
-
+def server_flags(args: Any, backend: str, mode: str, workdir: Path) -> list[str]:
+    """scann-serve's flags for one configuration (the model flags come from ServerProcess)."""
     batching, server_mode = MODES[mode]
     flags = ["--file_system_poll_wait_seconds=0", f"--grpc_server_mode={server_mode}"]
+    flags += backend_flags(backend, args.server_has_backend_flag)
     flags += args.server_flag
     if batching:
         flags += batching_flags(workdir, args.batch_timeout_micros, args.num_batch_threads)
-    log(f"starting scann-serve ({mode}) {flags}")
+    return flags
+
+
+def served(
+    base: Path,
+    num_queries: int,
+    args: Any,
+    config: tuple[str, str],
+    workdir: Path,
+    out: dict[str, Any],
+    save: Callable[[], None],
+) -> None:
+    """Every served measurement against one scann-serve subprocess in `config` (backend,
+    mode), stored in `out` row by row (see the module docstring). Raises only when the
+    server does not start; the caller records that as the configuration's failure."""
+    from serve_helpers import ServerProcess
+
+    backend, mode = config
+    flags = server_flags(args, backend, mode, workdir)
+    log(f"starting scann-serve ({backend}, {mode}) {flags}")
+    server = ServerProcess(*flags, model_name="retrieval", model_base_path=base)
+    started = time.monotonic()
+    server.start()  # kills the process itself when it never becomes SERVING
+    assert server.process is not None
+    try:
+        out["server"] = {"flags": flags, "start_to_serving_s": time.monotonic() - started}
+        out["server"].update(memory_mib(server.process.pid))
+        save()
+        _rows(server, num_queries, args, out, save)
+        out["server"]["after_load"] = memory_mib(server.process.pid)
+        save()
+    finally:
+        server.stop()
+
+
+def _rows(server: Any, num_queries: int, args: Any, out: dict, save: Callable[[], None]) -> None:
+    target, n, rest_port = server.target, args.latency_samples, server.rest_port or 0
     payloads = [grpc_request(str(i)).SerializeToString() for i in range(num_queries)]
-    n = args.latency_samples
-    with ServerProcess(*flags, model_name="retrieval", model_base_path=base) as server:
-        noop = run_load(
-            server.target,
-            HEALTH_CHECK,
-            [b""],
-            16,
-            args.duration,
-            args.client_processes,
-            server.process.pid,
+    many = [  # requests of QUERIES_PER_REQUEST consecutive keys, a few different ones
+        grpc_request(
+            [str((j + i) % num_queries) for i in range(QUERIES_PER_REQUEST)]
+        ).SerializeToString()
+        for j in range(0, num_queries, max(1, num_queries // 8))
+    ]
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("grpc_noop_single", lambda: grpc_noop_latency(target, n)),
+        ("grpc_noop_16", lambda: python_load(server, HEALTH_CHECK, [b""], 16, args)),
+        ("grpc_single", lambda: grpc_latency(target, num_queries, n)),
+        ("rest_single", lambda: rest_latency(rest_port, num_queries, n)),
+    ]
+    for c in CONCURRENCY:
+        rows.append((f"grpc_{c}", lambda c=c: python_load(server, PREDICT, payloads, c, args)))
+        rows.append(
+            (
+                f"rest_{c}",
+                lambda c=c: on_server(
+                    server, lambda: rest_throughput(rest_port, num_queries, c, args.duration)
+                ),
+            )
         )
-        out: dict[str, Any] = {
-            "grpc_noop_single": grpc_noop_latency(server.target, n),
-            "grpc_noop_16": noop.to_dict(),
-            "grpc_noop_qps_16": noop.qps,
-            "grpc_single": grpc_latency(server.target, num_queries, n),
-            "rest_single": rest_latency(server.rest_port or 0, num_queries, n),
-        }
-        for clients in CONCURRENCY:
-            load = _throughput(server, payloads, clients, args)
-            out[f"grpc_{clients}"] = load
-            out[f"grpc_qps_{clients}"] = load["qps"]
-            out[f"rest_qps_{clients}"] = rest_throughput(
-                server.rest_port or 0, num_queries, clients, args.duration
+    rows.append(
+        ("grpc_64x16", lambda: python_load(server, PREDICT, many, 16, args, QUERIES_PER_REQUEST))
+    )
+    if h2load_path():
+        rows += [
+            ("c_noop_single", lambda: h2load_run(server, HEALTH_CHECK, b"", 1, args, timed=False)),
+            ("c_single", lambda: h2load_run(server, PREDICT, payloads[1], 1, args, timed=False)),
+            ("c_noop_16", lambda: h2load_run(server, HEALTH_CHECK, b"", 16, args)),
+        ]
+        rows += [
+            (f"c_{c}", lambda c=c: h2load_run(server, PREDICT, payloads[1], c, args))
+            for c in CONCURRENCY
+        ]
+        rows.append(
+            (
+                "c_64x16",
+                lambda: h2load_run(server, PREDICT, many[0], 16, args, rows=QUERIES_PER_REQUEST),
             )
-            log(
-                f"  {clients:2d} clients: gRPC {load['qps']:.0f} q/s (server "
-                f"{load['server_cpu_us_per_call'] or 0:.0f} us CPU/call, client "
-                f"{load['client_cpu_us_per_call']:.0f} us, mean batch "
-                f"{load['mean_batch_size'] or 0:.1f}), REST {out[f'rest_qps_{clients}']:.0f} q/s"
-            )
-        if h2load_path():
-            out.update(native_client(server, payloads[1], args))
-        else:
-            log("h2load not found (apt-get install nghttp2-client): skipping native-client rows")
-    return out
+        )
+    else:
+        log("h2load not found (apt-get install nghttp2-client): skipping native-client rows")
+    for key, run in rows:
+        result = measure(out, key, run, save)
+        if result is not None:
+            log(f"  {key}: {_brief(result)}")
 
 
-def external(target: str, model: str, num_queries: int, args: Any) -> dict:
+def _brief(result: dict) -> str:
+    """A progress line's summary of one row."""
+    parts = []
+    if "qps" in result:
+        parts.append(f"{result['qps']:.0f} q/s")
+    if "rows_per_s" in result:
+        parts.append(f"{result['rows_per_s']:.0f} rows/s")
+    if "p50_ms" in result:
+        parts.append(f"p50 {result['p50_ms']:.3f} ms")
+    if result.get("server_cpu_us_per_call") is not None:
+        parts.append(f"server {result['server_cpu_us_per_call']:.0f} us CPU/call")
+    if result.get("mean_batch_size"):
+        parts.append(f"mean batch {result['mean_batch_size']:.1f}")
+    if "real_errors" in result:
+        parts.append(
+            f"{result['real_errors']} real errors, {result['end_of_run_cancelled']} "
+            f"cancelled at the end {result['statuses']}"
+        )
+    return ", ".join(parts)
+
+
+def external(
+    target: str, model: str, num_queries: int, args: Any, save: Callable[[], None]
+) -> dict:
     """Another server speaking TF Serving's API (e.g. the TF Serving + ScaNN image) serving
     the same exported version as `model`: the same latency and throughput measurements,
     without server CPU or batch sizes (its process and metrics are not ours to read)."""
@@ -260,18 +243,16 @@ def external(target: str, model: str, num_queries: int, args: Any) -> dict:
     if not reply.outputs["identifiers"].string_val:
         raise RuntimeError(f"{target} answered Predict without identifiers: {reply}")
     payloads = [grpc_request(str(i), model).SerializeToString() for i in range(num_queries)]
-    out: dict[str, Any] = {
-        "target": target,
-        "grpc_single": grpc_latency(target, num_queries, args.latency_samples, model),
-    }
-    for clients in CONCURRENCY:
-        load = run_load(target, PREDICT, payloads, clients, args.duration, args.client_processes)
-        out[f"grpc_{clients}"] = load.to_dict()
-        out[f"grpc_qps_{clients}"] = load.qps
+    out: dict[str, Any] = {"target": target}
+    n, seconds = args.latency_samples, args.duration
+    measure(out, "grpc_single", lambda: grpc_latency(target, num_queries, n, model), save)
+    for c in CONCURRENCY:
+        measure(out, f"grpc_{c}", lambda c=c: external_load(target, payloads, c, args), save)
     if h2load_path():
-        out["c_single"] = h2load(target, PREDICT, payloads[1], 1, requests=args.latency_samples)
-        for clients in CONCURRENCY:
-            out[f"c_{clients}"] = h2load(
-                target, PREDICT, payloads[1], clients, seconds=args.duration
+        measure(out, "c_single", lambda: h2load(target, PREDICT, payloads[1], 1, requests=n), save)
+        for c in CONCURRENCY:
+            run = lambda c=c: counted(  # noqa: E731
+                None, lambda: h2load(target, PREDICT, payloads[1], c, seconds=seconds)
             )
+            measure(out, f"c_{c}", run, save)
     return out

@@ -3,17 +3,26 @@
 One run builds a clustered catalogue (default 1M candidates x 32 dims), tunes a ScaNN
 tree + AH index to recall@10 >= 0.95 against brute force, publishes it as a real
 SavedModel version, serves it with `scann-serve` (without and with --enable_batching, and
-batching on --grpc_server_mode=asyncio) and
+batching on --grpc_server_mode=asyncio; each on every backend of `--backends`) and
 measures, on the same machine and in the same run:
 
   * raw in-process ScaNN (pybind): single-query latency; batched throughput at 16, 64
     and 1024 queries per call
+    and ScaNN's one-thread `search_batched` at 64 and 1024 per call
   * the in-process SavedModel signature call (serving_default; 1 key, and 16 keys per call)
   * brute force (numpy): single-query latency and batched throughput
   * served gRPC and REST: p50/p99 for one client (official stubs); throughput at 1/4/16
     concurrent calls (gRPC: `_bench_load`'s client processes with pre-serialized requests,
     reporting server and client CPU per call and the mean batch the server formed)
+  * requests carrying 64 queries each from 16 clients (rows/s), against `search_batched`
+    at 64 per call
   * the floor: a no-op gRPC call (grpc.health.v1 Check) on the same server
+  * per backend: the server's start-to-SERVING time and resident memory (/proc)
+
+Every served call is counted by status: the calls an h2load timed run cancels at its end
+are told apart from real errors, which the table reports. A configuration or row that
+fails is a row marked failed with its reason; the others still run, and
+<out>/bench_serving.json is rewritten after every row, so a crash keeps what was measured.
 
 Writes <out>/bench_serving.{json,png,md} and prints the markdown table.
 Targets (issue 3): served single-client gRPC p50 <= 1.5x the in-process signature call;
@@ -41,6 +50,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,7 +61,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_data import K, catalogue, log, publish, tune
 from _bench_inprocess import in_process
 from _bench_report import plot, table, targets
-from _bench_served import MODES, external, served
+from _bench_served import MODES, default_backends, external, has_backend_flag, served
+from _bench_status import reason
 from scann_serving.export import IndexConfig
 from scann_serving.export.evaluation import exact_top_k
 
@@ -81,6 +92,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only", choices=["all", *MODES], default="all", help="served configuration to run"
+    )
+    parser.add_argument(
+        "--backends",
+        type=lambda text: [b for b in text.split(",") if b],
+        help="comma-separated scann-serve backends to measure (default: tensorflow, plus "
+        "native when scann-serve --help lists --backend)",
     )
     parser.add_argument(
         "--external-target",
@@ -116,14 +133,51 @@ def exported_search(version_dir: Path, tuned: IndexConfig) -> IndexConfig:
     return tuned.with_search(index["num_leaves_to_search"], index["num_reordering_candidates"])
 
 
+def save_json(results: dict, out: Path) -> None:
+    """bench_serving.json under `out`, replaced atomically (a crash mid-write keeps the
+    previous one)."""
+    partial = out / "bench_serving.json.partial"
+    partial.write_text(json.dumps(results, indent=2))
+    partial.replace(out / "bench_serving.json")
+
+
 def write(results: dict, out: Path) -> None:
     """bench_serving.{json,png,md} under `out`; prints the table."""
-    (out / "bench_serving.json").write_text(json.dumps(results, indent=2))
+    save_json(results, out)
     plot(results, out / "bench_serving.png")
     report = table(results)
     (out / "bench_serving.md").write_text(report + "\n")
     print(report)
     log(f"wrote {out}/bench_serving.json, .png, .md")
+
+
+def serve_all(
+    base: Path,
+    num_queries: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    results: dict,
+    save: Callable[[], None],
+) -> None:
+    """Every served configuration (backend x mode) into results["served"][backend][mode];
+    a server that does not start is that configuration's failure, not the run's."""
+    for backend in args.backends:
+        for mode in [m for m in MODES if args.only in ("all", m)]:
+            cfg: dict = {}
+            results["served"].setdefault(backend, {})[mode] = cfg
+            try:
+                served(base, num_queries, args, (backend, mode), workdir, cfg, save)
+            except Exception as exc:  # isolated: the next configuration still runs
+                cfg["failed"] = reason(exc)
+                log(f"configuration {backend}/{mode} FAILED: {exc}")
+            save()
+    if args.external_target:
+        ext = results["external"] = {"label": args.external_label}
+        try:
+            ext.update(external(args.external_target, args.external_model, num_queries, args, save))
+        except Exception as exc:
+            ext.update(failed=reason(exc), target=args.external_target)
+        save()
 
 
 def main() -> None:
@@ -134,8 +188,11 @@ def main() -> None:
         results["targets"] = targets(results)
         write(results, args.out)
         return
+    args.server_has_backend_flag = has_backend_flag()
+    args.backends = args.backends or default_backends(args.server_has_backend_flag)
     load_average = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"catalogue: {args.num_candidates:,} x {args.dim}, {args.num_queries} queries")
+    log(f"backends: {', '.join(args.backends)}")
     items, queries = catalogue(
         args.num_candidates, args.dim, args.num_queries, args.seed, args.spread
     )
@@ -158,33 +215,28 @@ def main() -> None:
                 "another --model-dir"
             )
         del searcher, items  # free the catalogue before starting servers
-        served_results = {
-            mode: served(base, len(queries), args, mode, Path(tmp))
-            for mode in MODES
-            if args.only in ("all", mode)
+        results = {
+            "num_candidates": args.num_candidates,
+            "dim": args.dim,
+            "spread": args.spread,
+            "command": " ".join(sys.argv),
+            "load_average": load_average,
+            "index": config.to_dict(),
+            "recall_at_10": ip["exported_recall_at_10"],
+            "tuning_recall_at_10": tuning.chosen.recall if tuning else 1.0,
+            "tuning_sweep": tuning.to_dict()["sweep"] if tuning else [],
+            "cpus": os.cpu_count(),
+            "backends": args.backends,
+            "in_process": ip,
+            "served": {},
         }
-        if args.external_target:
-            served_results["external"] = external(
-                args.external_target, args.external_model, len(queries), args
-            )
-            served_results["external"]["label"] = args.external_label
+        save_json(results, args.out)
+        serve_all(
+            base, len(queries), args, Path(tmp), results, lambda: save_json(results, args.out)
+        )
     if args.only != "all":
-        print(json.dumps({"in_process": ip, "served": served_results}, indent=1))
+        print(json.dumps({"in_process": ip, "served": results["served"]}, indent=1))
         return
-    results = {
-        "num_candidates": args.num_candidates,
-        "dim": args.dim,
-        "spread": args.spread,
-        "command": " ".join(sys.argv),
-        "load_average": load_average,
-        "index": config.to_dict(),
-        "recall_at_10": ip["exported_recall_at_10"],
-        "tuning_recall_at_10": tuning.chosen.recall if tuning else 1.0,
-        "tuning_sweep": tuning.to_dict()["sweep"] if tuning else [],
-        "cpus": os.cpu_count(),
-        "in_process": ip,
-        "served": served_results,
-    }
     results["targets"] = targets(results)
     write(results, args.out)
 

@@ -1,18 +1,26 @@
-"""The serving benchmark's own tools, on the shared tiny server (the benchmark itself is slow).
+"""The serving benchmark's own tools, on the shared tiny server, and one tiny run of it all.
 
 * the native load generator (`benchmarks/_bench_h2load.py`): h2load speaking gRPC framing
   really drives Predict on a real scann-serve, and a call the server answers with a gRPC
   error (HTTP 200 + grpc-status trailer, which h2load counts as success) is caught by the
-  server's request counter, as `_bench_served.native_client` relies on;
+  server's request counter, as `_bench_status.counted` relies on;
+* a run's calls by status (`benchmarks/_bench_status.py`): end-of-run cancellations are
+  told apart from real errors, and a failing measurement becomes a failed row;
 * the report (`benchmarks/_bench_report.py`) recomputes the committed results' targets
   from their raw numbers;
 * the data (`benchmarks/_bench_data.py`) tunes its index with the exporter's own sweep,
-  brute-force truth and recall (`scann_serving.export.evaluation`).
+  brute-force truth and recall (`scann_serving.export.evaluation`);
+* the whole benchmark (`benchmarks/bench_serving.py`) at a tiny size: every mode, every row
+  with numbers and no real errors, a configuration that cannot start isolated as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,11 +31,15 @@ from scann_serving.export.evaluation import exact_top_k, recall_at_k, scann_top_
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import _bench_clients  # noqa: E402
 import _bench_data  # noqa: E402
 import _bench_h2load  # noqa: E402
 import _bench_report  # noqa: E402
 import _bench_served  # noqa: E402
+import _bench_status  # noqa: E402
+import _bench_targets  # noqa: E402
 
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
 needs_h2load = pytest.mark.skipif(
     _bench_h2load.h2load_path() is None,
     reason="h2load is not installed (Debian/Ubuntu: apt-get install nghttp2-client)",
@@ -40,45 +52,101 @@ def test_grpc_frame_is_flag_length_message() -> None:
 
 
 def _requests_ok(rest_url: str) -> float:
-    return _bench_served.request_counts(rest_url).get("OK", 0.0)
+    return _bench_status.request_counts(rest_url).get("OK", 0.0)
 
 
 @needs_h2load
 def test_h2load_drives_predict_and_errors_are_counted(tiny_server: Any, tiny_spec: Any) -> None:
-    request = _bench_served.grpc_request(str(tiny_spec.users[0])).SerializeToString()
+    request = _bench_clients.grpc_request(str(tiny_spec.users[0])).SerializeToString()
     ok_before = _requests_ok(tiny_server.rest_url)
-    failed_before = _bench_served.failed_calls(tiny_server.rest_url)
+    failed_before = _bench_status.failed_calls(tiny_server.rest_url)
 
-    result = _bench_h2load.run(
-        tiny_server.grpc_port, _bench_served.PREDICT, request, 1, requests=50
-    )
+    result = _bench_h2load.run(tiny_server.grpc_port, PREDICT, request, 1, requests=50)
 
     assert result["calls"] == 50
     assert 0 < result["p50_ms"] <= result["p99_ms"]
     assert result["qps"] > 0
     assert _requests_ok(tiny_server.rest_url) - ok_before == 50  # computed, not just answered
-    assert _bench_served.failed_calls(tiny_server.rest_url) == failed_before
+    assert _bench_status.failed_calls(tiny_server.rest_url) == failed_before
+    assert result["http_errors"] == 0 and result["cancellable_at_end"] == 0
 
-    unknown = _bench_served.grpc_request("x", model="no_such_model").SerializeToString()
-    _bench_h2load.run(tiny_server.grpc_port, _bench_served.PREDICT, unknown, 1, requests=5)
-    assert _bench_served.failed_calls(tiny_server.rest_url) == failed_before + 5
+    unknown = _bench_clients.grpc_request("x", model="no_such_model").SerializeToString()
+    counted = _bench_status.counted(
+        tiny_server.rest_url,
+        lambda: _bench_h2load.run(tiny_server.grpc_port, PREDICT, unknown, 1, requests=5),
+    )
+    assert _bench_status.failed_calls(tiny_server.rest_url) == failed_before + 5
+    assert counted["statuses"] == {"NOT_FOUND": 5} and counted["real_errors"] == 5
+
+
+def test_end_of_run_cancellations_are_not_errors_and_the_rest_are() -> None:
+    timed_run = _bench_status.classify({"OK": 3206, "CANCELLED": 16}, cancellable_at_end=16)
+    assert timed_run["end_of_run_cancelled"] == 16 and timed_run["real_errors"] == 0
+
+    more = _bench_status.classify({"OK": 10, "CANCELLED": 20, "INTERNAL": 2}, 16, 1)
+    assert more["end_of_run_cancelled"] == 16
+    assert more["real_errors"] == 4 + 2 + 1  # cancelled beyond the end, other codes, client's
+
+    fixed_count = _bench_status.classify({"OK": 50, "CANCELLED": 1})  # an -n run cancels none
+    assert fixed_count["real_errors"] == 1
+
+
+def test_h2load_summary_line_is_parsed() -> None:
+    stdout = (
+        "finished in 1.00s, 3206.00 req/s, 1MB/s\n"
+        "requests: 3222 total, 3222 started, 3206 done, 3206 succeeded, 16 failed, "
+        "0 errored, 0 timeout\n"
+    )
+    counts = _bench_h2load.request_counts(stdout)
+    assert counts["started"] - counts["done"] == 16 and counts["errored"] == 0
+    assert _bench_h2load.request_counts("no summary") == {}
+
+
+def test_a_failing_measurement_is_a_failed_row_and_is_saved() -> None:
+    out: dict[str, Any] = {}
+    saved: list[dict[str, Any]] = []
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("scann-serve exited with 2:\nusage: ...\nerror: no --backend")
+
+    assert _bench_status.measure(out, "c_16", broken, lambda: saved.append(dict(out))) is None
+    assert _bench_status.measure(out, "c_4", lambda: {"qps": 1.0}, lambda: None) == {"qps": 1.0}
+
+    assert out["c_16"] == {
+        "failed": "RuntimeError: scann-serve exited with 2: ... error: no --backend"
+    }
+    assert saved == [{"c_16": out["c_16"]}]
+    assert out["c_4"] == {"qps": 1.0}
+
+
+def test_backend_flags_only_name_tensorflow_to_a_server_that_has_the_flag() -> None:
+    assert _bench_served.backend_flags("tensorflow", has_backend_flag=False) == []
+    assert _bench_served.backend_flags("tensorflow", True) == ["--backend=tensorflow"]
+    assert _bench_served.backend_flags("native", False) == ["--backend=native"]
+    assert _bench_served.default_backends(False) == ["tensorflow"]
+    assert _bench_served.default_backends(True) == ["tensorflow", "native"]
 
 
 def test_report_recomputes_the_committed_targets(tmp_path: Path) -> None:
     results = json.loads((BENCHMARKS / "results" / "bench_serving.json").read_text())
+    committed = results["served"]  # the layout from before backends: served[mode]
     t = _bench_report.targets(results)
-    ip, served = results["in_process"], results["served"]
+    ip, served = results["in_process"], results["served"]["tensorflow"]
 
+    assert served["plain"] is committed["plain"]
     signature = ip["signature_call"]["p50_ms"]
     assert t["latency_ratio"] == pytest.approx(served["plain"]["grpc_single"]["p50_ms"] / signature)
     parallel = ip["raw_scann_batched_qps_by_size"]["1024"]
-    assert t["throughput_fraction"] == pytest.approx(served["batching"]["grpc_qps_16"] / parallel)
+    best = max(served[m]["grpc_qps_16"] for m in _bench_targets.BATCHING_MODES)
+    assert t["throughput_fraction"] == pytest.approx(best / parallel)
     assert t["latency_met"] == (
-        min(t["latency_ratio"], t.get("latency_ratio_native", 1e9)) <= _bench_report.LATENCY_TARGET
+        min(t["latency_ratio"], t["latency_ratio_native"]) <= _bench_targets.LATENCY_TARGET
     )
     results["targets"] = t
     text = _bench_report.table(results)
-    assert "Target 1, served gRPC p50" in text and "Target 2, batched served" in text
+    assert "Target 1 (TensorFlow backend), served gRPC p50" in text
+    assert "Target 2, batched served" in text
+    assert "| tensorflow | served + batching, asyncio server gRPC, native client (h2load) |" in text
     _bench_report.plot(results, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -107,3 +175,72 @@ def test_a_brute_force_catalogue_is_not_tuned_and_exact() -> None:
     assert config.brute_force and tuning is None
     found = scann_top_k(searcher, queries, k, config.search_kwargs(k))
     assert recall_at_k(found, truth, k) == 1.0
+
+
+#: The rows every served configuration has (h2load's only where h2load is installed).
+PYTHON_ROWS = ("grpc_noop_single", "grpc_noop_16", "grpc_single", "rest_single", "grpc_64x16")
+PYTHON_ROWS += tuple(f"{kind}_{c}" for kind in ("grpc", "rest") for c in (1, 4, 16))
+H2LOAD_ROWS = ("c_noop_single", "c_single", "c_noop_16", "c_1", "c_4", "c_16", "c_64x16")
+
+
+def _run_benchmark(out: Path, *args: str, timeout: float = 900) -> tuple[int, str]:
+    """bench_serving.py to completion in its own process group: whatever it started
+    (servers, load processes) is killed with the group when it overruns or fails."""
+    from serve_helpers import TF_ENV
+
+    process = subprocess.Popen(
+        [sys.executable, str(BENCHMARKS / "bench_serving.py"), *args, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **TF_ENV},
+        start_new_session=True,
+    )
+    try:
+        stdout, _ = process.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # leftovers only; none on success
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return process.returncode, stdout
+
+
+def test_the_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
+    """Every mode, every row measured with no real errors (h2load's timed runs against the
+    asyncio server included), and a backend that cannot start failed in isolation."""
+    out = tmp_path / "bench"
+    code, stdout = _run_benchmark(
+        out,
+        *("--num-candidates", "2000", "--dim", "8", "--num-queries", "300"),
+        *("--latency-samples", "45", "--duration", "1", "--client-processes", "1"),
+        *("--backends", "tensorflow,no_such_backend"),
+    )
+
+    assert code == 0, stdout[-6000:]
+    results = json.loads((out / "bench_serving.json").read_text())
+    expected = PYTHON_ROWS + (H2LOAD_ROWS if _bench_h2load.h2load_path() else ())
+    served = results["served"]["tensorflow"]
+    assert list(served) == list(_bench_served.MODES)
+    for mode, cfg in served.items():
+        assert "failed" not in cfg, (mode, cfg["failed"])
+        assert cfg["server"]["start_to_serving_s"] > 0 and cfg["server"]["rss_mib"] > 100
+        for key in expected:
+            row = cfg[key]
+            assert "failed" not in row, (mode, key, row)
+            assert row.get("p50_ms", row.get("qps")) > 0, (mode, key, row)
+            assert row.get("real_errors", 0) == 0, (mode, key, row)
+        assert cfg["grpc_64x16"]["rows_per_s"] == pytest.approx(64 * cfg["grpc_64x16"]["qps"])
+        assert mode == "plain" or cfg["grpc_64x16"]["mean_batch_size"] >= 64
+    failed = results["served"]["no_such_backend"]
+    assert list(failed) == list(_bench_served.MODES)
+    assert all("no_such_backend" in cfg["failed"] for cfg in failed.values())
+
+    assert results["in_process"]["raw_scann_batched_serial_qps_by_size"]["64"] > 0
+    ratios = results["targets"]["by_backend"]["tensorflow"]
+    assert ratios["real_errors"] == 0 and ratios["failed_rows"] == []
+    assert ratios["rows64_fraction_of_raw_serial64"] > 0 and ratios["rss_mib"] > 100
+    table = (out / "bench_serving.md").read_text()
+    rows_per_mode = 4 + (3 if _bench_h2load.h2load_path() else 0)  # see _bench_report
+    assert table.count("| tensorflow | served") == len(served) * rows_per_mode
+    assert "| no_such_backend | served: **failed** |" in table
+    assert (out / "bench_serving.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
