@@ -11,6 +11,7 @@ Those use `search_batched_parallel` (every core); 64 and 1024 queries are also t
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,14 @@ def raw_scann(
         batch = queries[:size]
         calls = max(20, 20_000 // size)
         out["batched_qps"][str(size)] = _rate(
-            lambda b=batch: searcher.search_batched_parallel(b, K, **knobs), len(batch), calls
+            partial(searcher.search_batched_parallel, batch, K, **knobs), len(batch), calls
         )
     # ScaNN's plain batched call runs on one thread: the other reading of "raw batched".
     out["batched_serial_qps_by_size"] = {}
     for size in SERIAL_BATCH_SIZES:
         batch = queries[:size]
         out["batched_serial_qps_by_size"][str(size)] = _rate(
-            lambda b=batch: searcher.search_batched(b, K, **knobs),
+            partial(searcher.search_batched, batch, K, **knobs),
             len(batch),
             max(20, 5_000 // size),
         )

@@ -21,6 +21,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,15 +170,9 @@ def _rows(server: Any, num_queries: int, args: Any, out: dict, save: Callable[[]
         ("rest_single", lambda: rest_latency(rest_port, num_queries, n)),
     ]
     for c in CONCURRENCY:
-        rows.append((f"grpc_{c}", lambda c=c: python_load(server, PREDICT, payloads, c, args)))
-        rows.append(
-            (
-                f"rest_{c}",
-                lambda c=c: on_server(
-                    server, lambda: rest_throughput(rest_port, num_queries, c, args.duration)
-                ),
-            )
-        )
+        rows.append((f"grpc_{c}", partial(python_load, server, PREDICT, payloads, c, args)))
+        rest = partial(rest_throughput, rest_port, num_queries, c, args.duration)
+        rows.append((f"rest_{c}", partial(on_server, server, rest)))
     rows.append(
         ("grpc_64x16", lambda: python_load(server, PREDICT, many, 16, args, QUERIES_PER_REQUEST))
     )
@@ -188,7 +183,7 @@ def _rows(server: Any, num_queries: int, args: Any, out: dict, save: Callable[[]
             ("c_noop_16", lambda: h2load_run(server, HEALTH_CHECK, b"", 16, args)),
         ]
         rows += [
-            (f"c_{c}", lambda c=c: h2load_run(server, PREDICT, payloads[1], c, args))
+            (f"c_{c}", partial(h2load_run, server, PREDICT, payloads[1], c, args))
             for c in CONCURRENCY
         ]
         rows.append(
@@ -227,11 +222,12 @@ def _brief(result: dict) -> str:
 
 
 def external(
-    target: str, model: str, num_queries: int, args: Any, save: Callable[[], None]
-) -> dict:
+    target: str, model: str, num_queries: int, args: Any, out: dict, save: Callable[[], None]
+) -> None:
     """Another server speaking TF Serving's API (e.g. the TF Serving + ScaNN image) serving
-    the same exported version as `model`: the same latency and throughput measurements,
-    without server CPU or batch sizes (its process and metrics are not ours to read)."""
+    the same exported version as `model`: the same latency and throughput measurements into
+    `out`, row by row, without server CPU or batch sizes (its process and metrics are not
+    ours to read)."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -243,16 +239,13 @@ def external(
     if not reply.outputs["identifiers"].string_val:
         raise RuntimeError(f"{target} answered Predict without identifiers: {reply}")
     payloads = [grpc_request(str(i), model).SerializeToString() for i in range(num_queries)]
-    out: dict[str, Any] = {"target": target}
+    out["target"] = target
     n, seconds = args.latency_samples, args.duration
     measure(out, "grpc_single", lambda: grpc_latency(target, num_queries, n, model), save)
     for c in CONCURRENCY:
-        measure(out, f"grpc_{c}", lambda c=c: external_load(target, payloads, c, args), save)
+        measure(out, f"grpc_{c}", partial(external_load, target, payloads, c, args), save)
     if h2load_path():
         measure(out, "c_single", lambda: h2load(target, PREDICT, payloads[1], 1, requests=n), save)
         for c in CONCURRENCY:
-            run = lambda c=c: counted(  # noqa: E731
-                None, lambda: h2load(target, PREDICT, payloads[1], c, seconds=seconds)
-            )
-            measure(out, f"c_{c}", run, save)
-    return out
+            run = partial(h2load, target, PREDICT, payloads[1], c, seconds=seconds)
+            measure(out, f"c_{c}", partial(counted, None, run), save)

@@ -129,7 +129,7 @@ def targets(results: dict) -> dict:
     """
     results = normalize(results)
     ip, by_backend = results["in_process"], results["served"]
-    configs = by_backend.get(DEFAULT_BACKEND) or next(iter(by_backend.values()), {})
+    configs: dict = by_backend.get(DEFAULT_BACKEND) or next(iter(by_backend.values()), {})
     plain = configs.get("plain")
     batched = [configs.get(m) for m in BATCHING_MODES]
     signature = ip["signature_call"]["p50_ms"]

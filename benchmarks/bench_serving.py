@@ -174,8 +174,8 @@ def serve_all(
     if args.external_target:
         ext = results["external"] = {"label": args.external_label}
         try:
-            ext.update(external(args.external_target, args.external_model, num_queries, args, save))
-        except Exception as exc:
+            external(args.external_target, args.external_model, num_queries, args, ext, save)
+        except Exception as exc:  # e.g. unreachable: the rows measured so far stay
             ext.update(failed=reason(exc), target=args.external_target)
         save()
 
