@@ -15,8 +15,9 @@ def _pyproject(path: Path) -> dict:
     return tomllib.loads(path.read_text())
 
 
-def _requirements(folder: str) -> dict[str, str]:
-    deps = _pyproject(ROOT / folder / "pyproject.toml")["project"]["dependencies"]
+def _requirements(folder: str, extra: str | None = None) -> dict[str, str]:
+    project = _pyproject(ROOT / folder / "pyproject.toml")["project"]
+    deps = project["dependencies"] + (project["optional-dependencies"][extra] if extra else [])
     parsed = {}
     for dep in deps:
         name, _, spec = dep.partition("==")
@@ -34,12 +35,23 @@ def test_three_distributions_share_one_namespace() -> None:
 @pytest.mark.parametrize("folder", ["export", "serving"])
 def test_tensorflow_side_pins_match_the_single_source(folder: str) -> None:
     pins = _pyproject(ROOT / "pyproject.toml")["tool"]["scann-serving"]["pins"]
-    reqs = _requirements(folder)
+    # The server's TensorFlow backend is its `[tensorflow]` extra.
+    reqs = _requirements(folder, "tensorflow" if folder == "serving" else None)
     assert reqs["tensorflow"] == pins["tensorflow"]
     assert reqs["scann"] == pins["scann"]
-    assert reqs["tensorflow-serving-api"] == pins["tensorflow-serving-api"]
     if folder == "export":
+        assert reqs["tensorflow-serving-api"] == pins["tensorflow-serving-api"]
         assert reqs["tf-keras"] == pins["tf-keras"]
+
+
+def test_server_installs_without_tensorflow() -> None:
+    # `pip install scann-serving-server` serves native bundles: ScaNN without its TF extra.
+    deps = _pyproject(ROOT / "serving" / "pyproject.toml")["project"]["dependencies"]
+    assert not [d for d in deps if d.startswith(("tensorflow", "tf-keras")) or "[tf]" in d]
+    assert (
+        _requirements("serving")["scann"]
+        == (_pyproject(ROOT / "pyproject.toml")["tool"]["scann-serving"]["pins"]["scann"])
+    )
 
 
 def test_client_never_depends_on_tensorflow() -> None:

@@ -59,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--latency-queries", type=int, default=200, help="queries timed one by one")
     m.add_argument("--no-verify", action="store_true", help="skip the fresh-process verification")
+    m.add_argument(
+        "--no-native-bundle",
+        action="store_true",
+        help="do not write assets.extra/native/ (the index, identifiers and lookup tower "
+        "that scann-serve --backend=native serves without TensorFlow)",
+    )
     return p
 
 
@@ -177,6 +183,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         eval_queries=args.eval_queries,
         latency_queries=args.latency_queries,
         verify=not args.no_verify,
+        native_bundle=not args.no_native_bundle,
         seed=args.seed,
     )
 

@@ -25,6 +25,7 @@ class ExportConfig:
         target_recall: Tune the search knobs to reach this recall@k, fastest first.
         eval_queries: Held-out queries for recall, tuning and latency.
         verify: Load the version in a fresh process before publishing it.
+        native_bundle: Write the TF-free native bundle (and verify it with the version).
     """
 
     output: Path
@@ -42,6 +43,7 @@ class ExportConfig:
     eval_queries: int = 1000
     latency_queries: int = 200
     verify: bool = True
+    native_bundle: bool = True
     seed: int = 42
 
     def validate(self) -> None:

@@ -190,31 +190,37 @@ def pybind_twin(
 
     Training a second index with the same config gives a different tree (16% equal results
     in a trial), so the trained TF searcher's tensors are written as pybind artifacts and
-    loaded: tuning and benchmarks then measure exactly what the SavedModel serves.
-    Brute force has nothing trained and is simply built again.
+    loaded: tuning, benchmarks and the native bundle then use exactly what the SavedModel
+    serves. Brute force has nothing trained and is simply built again.
     """
     if config.brute_force:
         return build_pybind_searcher(embeddings, config, k)
-    from scann.scann_ops.py import scann_ops, scann_ops_pybind
+    from scann.scann_ops.py import scann_ops_pybind
+
+    with tempfile.TemporaryDirectory(prefix="scann-twin-") as tmp:
+        write_pybind_artifacts(tf_searcher, Path(tmp))
+        return scann_ops_pybind.load_searcher(tmp)
+
+
+def write_pybind_artifacts(tf_searcher: ExportedSearcher, root: Path) -> None:
+    """Writes a trained tree + AH TF searcher's tensors as ScaNN pybind artifacts in `root`."""
+    from scann.scann_ops.py import scann_ops
 
     tensors = [t.numpy() for t in scann_ops.scann_to_tensors(tf_searcher.searcher_handle)]
     scann_config, partitioner, tokens, codebook, hashed, *_unused_int8, dataset = tensors
-    with tempfile.TemporaryDirectory(prefix="scann-twin-") as tmp:
-        root = Path(tmp)
-        (root / "scann_config.pb").write_bytes(scann_config[0])
-        assets = {
-            "AH_CENTERS": _write_bytes(root / "ah_codebook.pb", codebook[0]),
-            "PARTITIONER": _write_bytes(root / "serialized_partitioner.pb", partitioner[0]),
-            "TOKENIZATION_NPY": _write_npy(root / "datapoint_to_token.npy", tokens),
-            "AH_DATASET_NPY": _write_npy(root / "hashed_dataset.npy", hashed),
-            "DATASET_NPY": _write_npy(root / "dataset.npy", dataset),
-        }
-        text = "".join(
-            f'assets {{\n  asset_type: {kind}\n  asset_path: "{path}"\n}}\n'
-            for kind, path in assets.items()
-        )
-        (root / "scann_assets.pbtxt").write_text(text)
-        return scann_ops_pybind.load_searcher(str(root))
+    (root / "scann_config.pb").write_bytes(scann_config[0])
+    assets = {
+        "AH_CENTERS": _write_bytes(root / "ah_codebook.pb", codebook[0]),
+        "PARTITIONER": _write_bytes(root / "serialized_partitioner.pb", partitioner[0]),
+        "TOKENIZATION_NPY": _write_npy(root / "datapoint_to_token.npy", tokens),
+        "AH_DATASET_NPY": _write_npy(root / "hashed_dataset.npy", hashed),
+        "DATASET_NPY": _write_npy(root / "dataset.npy", dataset),
+    }
+    text = "".join(
+        f'assets {{\n  asset_type: {kind}\n  asset_path: "{path}"\n}}\n'
+        for kind, path in assets.items()
+    )
+    (root / "scann_assets.pbtxt").write_text(text)
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:

@@ -32,12 +32,25 @@ def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
             f"{chosen['num_reordering_candidates']} ({len(tuning['sweep'])} settings measured); "
             f"plot: {version_dir}/{tuning['plot']}"
         )
+    native = manifest.get("native")
+    if native:
+        lines.append(
+            f"  native bundle ({native['path']}): {native['bytes'] / 2**20:,.1f} MiB beside the "
+            f"SavedModel's {native['savedmodel_bytes'] / 2**20:,.1f} MiB; serves "
+            f"{', '.join(native['signatures'])} without TensorFlow"
+        )
     verification = manifest.get("verification")
     if verification:
         lines.append(
             f"  verified in a fresh process: {verification['requests_replayed']} warmup requests "
             f"replayed, identical identifiers (load {verification['load_seconds']:.1f}s)"
         )
+        if "native" in verification:
+            checked = verification["native"]
+            lines.append(
+                f"  native bundle verified: {checked['requests']} requests "
+                f"({checked['rows_compared']:,} query rows) answer as the SavedModel does"
+            )
     return "\n".join(lines)
 
 

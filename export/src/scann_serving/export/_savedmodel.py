@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +114,23 @@ def export_version(
     manifest: dict[str, Any],
     warmup: Sequence[Any],
     version: int | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Publishes `module` as the next (or the given) version under `base_path`, atomically."""
+    """Publishes `module` as the next (or the given) version under `base_path`, atomically.
+
+    `extra(staging)` runs after the SavedModel is saved (e.g. to add the native bundle).
+    """
     if set(manifest.get("signatures", ())) != set(SIGNATURE_NAMES):
         raise ValueError("the manifest must describe the module's signatures (signature_summary)")
+
+    def write(staging: Path) -> None:
+        save_module(module, staging)
+        if extra is not None:
+            extra(staging)
+
     return publish(
         base_path,
-        lambda staging: save_module(module, staging),
+        write,
         version=version,
         manifest=manifest,
         warmup_requests=warmup,

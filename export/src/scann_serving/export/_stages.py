@@ -53,6 +53,7 @@ class Measured:
     tuning: TuningResult | None
     evaluation: dict[str, Any]
     tf_searcher: ExportedSearcher
+    twin: Searcher
 
 
 def measure(
@@ -79,7 +80,7 @@ def measure(
     evaluation["recall_at_k_exported_index"] = recall_at_k(
         np.asarray(found), exact[: len(eval_q)], config.k
     )
-    return Measured(index_config, tuning, evaluation, tf_searcher)
+    return Measured(index_config, tuning, evaluation, tf_searcher, searcher)
 
 
 def tune(
@@ -229,6 +230,13 @@ def publish_version(
     def write(staging: Path) -> None:
         progress("saving the SavedModel")
         save_module(module, staging)
+        if config.native_bundle:
+            manifest["native"] = _native_bundle(staging, towers, catalogue, measured, config, max_k)
+            progress(
+                f"  native bundle: {manifest['native']['bytes'] / 2**20:,.1f} MiB "
+                f"(SavedModel {manifest['native']['savedmodel_bytes'] / 2**20:,.1f} MiB), "
+                f"serves {', '.join(manifest['native']['signatures'])}"
+            )
         if measured.tuning is not None and plot_rel:
             bf_ms = measured.evaluation["latency"]["brute_force"]["single_p50_ms"]
             plot(measured.tuning, staging / plot_rel, brute_force_ms=bf_ms)
@@ -236,9 +244,11 @@ def publish_version(
     def check(staging: Path) -> None:
         progress(
             "verifying in a fresh process: load with the ScaNN ops, replay the warmup requests"
+            + (", compare the native bundle" if config.native_bundle else "")
         )
+        probe = (queries.keys, queries.embeddings) if config.native_bundle else None
         manifest["verification"] = verify_in_fresh_process(
-            staging, lambda sig, inputs: getattr(module, sig)(**inputs)
+            staging, lambda sig, inputs: getattr(module, sig)(**inputs), native_probe=probe
         )
 
     directory = publish(
@@ -250,6 +260,26 @@ def publish_version(
         check=check if config.verify else None,
     )
     return Published(directory, manifest, directory / plot_rel if plot_rel else None)
+
+
+def _native_bundle(
+    staging: Path,
+    towers: Towers,
+    catalogue: Catalogue,
+    measured: Measured,
+    config: ExportConfig,
+    max_k: int,
+) -> dict[str, Any]:
+    from scann_serving.export._native import lookup_table, search_settings, write_native_bundle
+
+    return write_native_bundle(
+        staging,
+        twin=measured.twin,
+        identifiers=catalogue.identifiers,
+        settings=search_settings(measured.index_config, config.k, max_k),
+        towers=towers,
+        table=lookup_table(towers),
+    )
 
 
 def _manifest(

@@ -57,6 +57,10 @@ class Towers:
             return self._embed(ids)
         return self._embed(encode_utf8(queries))
 
+    def embed_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Runs the query tower over keys already in the `query` dtype (UTF-8 bytes or int64)."""
+        return self._embed(keys)
+
     def _embed(self, keys: np.ndarray) -> np.ndarray:
         parts = [
             np.asarray(self.query_model(tf.constant(keys[i : i + EMBED_BATCH])))

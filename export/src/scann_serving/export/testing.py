@@ -92,11 +92,15 @@ def make_tiny_version(
     k: int = 10,
     max_k: int = 50,
     index_config: IndexConfig | None = None,
+    native_bundle: bool = True,
 ) -> Path:
     """Publishes a small real ScaNN retrieval model under `base_path` and returns its directory.
 
     By default 50 users x 300 items x 8 dims, brute-force ScaNN (exact results, so tests
     can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index.
+    With `native_bundle` (the default) the version carries `assets.extra/native/` too, so
+    `scann-serve --backend=native` serves it; its tower is the spec's table (unknown keys
+    get the zero row, as the SavedModel's tower gives them).
     """
     from scann_serving.export._module import RetrievalModule
     from scann_serving.export._savedmodel import (
@@ -135,4 +139,29 @@ def make_tiny_version(
     warmup = warmup_requests(
         model_name, list(spec.users[:8]), spec.user_embeddings[:8], k=k, max_k=max_k
     )
-    return export_version(module, base_path, manifest=manifest, warmup=warmup, version=version)
+
+    def bundle(staging: Path) -> None:
+        from scann_serving.export._index import pybind_twin
+        from scann_serving.export._native import search_settings, write_native_bundle
+        from scann_serving.export._towers import Towers
+        from scann_serving.server._native_search import TOWER_STRING, QueryTable
+
+        rows = np.concatenate([spec.user_embeddings, np.zeros((1, spec.dim), np.float32)])
+        keys = {str(user).encode(): row for row, user in enumerate(spec.users)}
+        manifest["native"] = write_native_bundle(
+            staging,
+            twin=pybind_twin(searcher, spec.item_embeddings, config, k),
+            identifiers=spec.identifiers,
+            settings=search_settings(config, k, max_k),
+            towers=Towers(None, spec.identifiers, spec.item_embeddings),
+            table=QueryTable(TOWER_STRING, rows, keys=keys, oov_row=len(spec.users)),
+        )
+
+    return export_version(
+        module,
+        base_path,
+        manifest=manifest,
+        warmup=warmup,
+        version=version,
+        extra=bundle if native_bundle else None,
+    )

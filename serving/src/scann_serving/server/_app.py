@@ -75,9 +75,16 @@ def _configure_tensorflow(config: TensorFlowConfig) -> None:
 
 def serve(config: ServerConfig) -> int:
     """Runs the server until SIGTERM/SIGINT (call from the main thread); returns the exit status."""
-    _configure_tensorflow(config.tensorflow)
+    from scann_serving.server._backend import backend_loader
+
     metrics = Metrics()
-    manager = ModelManager(config.models, metrics)
+    # TensorFlow is configured (and imported) only when a version first needs it.
+    loader = backend_loader(
+        config.models.backend,
+        config.models.max_request_batch_size,
+        on_tensorflow=lambda: _configure_tensorflow(config.tensorflow),
+    )
+    manager = ModelManager(config.models, metrics, loader=loader)
     batcher = Batcher(config.batching, metrics) if config.batching else None
     core = ServingCore(manager, metrics, batcher)
     if config.grpc.server_mode == "asyncio":

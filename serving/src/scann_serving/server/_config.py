@@ -29,6 +29,8 @@ DEFAULT_BATCH_TIMEOUT_MICROS = 0
 #: Field metadata key holding a field's `FlagSpec`.
 FLAG = "scann_serving.flag"
 #: --grpc_server_mode values; the first is the default.
+#: --backend values; the first is the default.
+BACKENDS = ("auto", "tensorflow", "native")
 GRPC_SERVER_MODES = ("threads", "asyncio")
 
 
@@ -138,6 +140,13 @@ class ModelsConfig:
     )
     num_request_iterations_for_warmup: int = flag(1, "Times each warmup request is replayed")
     max_request_batch_size: int = flag(10_000, "scann-serve: most rows one request may carry")
+    backend: str = flag(
+        BACKENDS[0],
+        "scann-serve: how versions run: native (the version's native bundle, ScaNN without "
+        "TensorFlow), tensorflow (the SavedModel) or auto (native where the bundle serves "
+        "every signature of the version, else tensorflow)",
+        choices=BACKENDS,
+    )
 
 
 @dataclass(frozen=True)
@@ -189,9 +198,9 @@ def _read_text_proto(path: str, message: Any, flag: str) -> Any:
 
 def single_model_config(model_name: str, model_base_path: str) -> Any:
     """The ModelServerConfig --model_name/--model_base_path stand for."""
-    from tensorflow_serving.config import model_server_config_pb2
+    from scann_serving.server._pb import ModelServerConfig
 
-    config = model_server_config_pb2.ModelServerConfig()
+    config = ModelServerConfig()
     model = config.model_config_list.config.add()
     model.name, model.base_path, model.model_platform = model_name, model_base_path, "tensorflow"
     return config
@@ -199,11 +208,9 @@ def single_model_config(model_name: str, model_base_path: str) -> Any:
 
 def load_model_server_config(path: str) -> Any:
     """Parses a --model_config_file (ModelServerConfig text proto) and validates it."""
-    from tensorflow_serving.config import model_server_config_pb2
+    from scann_serving.server._pb import ModelServerConfig
 
-    config = _read_text_proto(
-        path, model_server_config_pb2.ModelServerConfig(), "--model_config_file"
-    )
+    config = _read_text_proto(path, ModelServerConfig(), "--model_config_file")
     validate_model_server_config(config, f"--model_config_file={path}")
     return config
 

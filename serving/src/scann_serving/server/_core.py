@@ -29,7 +29,7 @@ from scann_serving.server._errors import (
     Unavailable,
     Unimplemented,
 )
-from scann_serving.server._manager import ModelManager, VersionRecord
+from scann_serving.server._manager import ModelManager, VersionRecord, backend_of
 from scann_serving.server._metrics import Metrics
 from scann_serving.server._servable import DEFAULT_SIGNATURE, Servable, Signature
 
@@ -247,9 +247,12 @@ class ServingCore:
                     f"(supported: {', '.join(METADATA_FIELDS)})"
                 )
         servable = self.manager.resolve(ref.name, ref.version, ref.label)
-        return MetadataResult(
-            servable.name, servable.version, servable.signature_defs, servable.manifest
-        )
+        manifest = servable.manifest
+        backend, reason = backend_of(servable)
+        if manifest is not None and backend:
+            # What runs this version, beside what it is (the manifest is the version's own).
+            manifest = {**manifest, "serving_backend": {"backend": backend, "reason": reason}}
+        return MetadataResult(servable.name, servable.version, servable.signature_defs, manifest)
 
     def status(self, ref: ModelRef) -> list[VersionRecord]:
         """The model's version states (one version when the ref names one)."""

@@ -22,6 +22,7 @@ from scann_serving.server._core import METHOD_CLASSIFY, METHOD_REGRESS, ServingC
 from scann_serving.server._errors import status_for
 from scann_serving.server._wire import (
     REFLECTED_SERVICES,
+    add_services,
     bind,
     check_kind,
     check_multi_inference,
@@ -34,7 +35,6 @@ from scann_serving.server._wire import (
     server_options,
     status_response,
 )
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ def _translate(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+class PredictionServicer:
     """tensorflow.serving.PredictionService."""
 
     def __init__(self, core: ServingCore) -> None:
@@ -81,7 +81,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         check_multi_inference(self._core, request)
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+class ModelServicer:
     """tensorflow.serving.ModelService."""
 
     def __init__(self, core: ServingCore) -> None:
@@ -103,10 +103,7 @@ def build_server(config: GrpcConfig, core: ServingCore) -> tuple[Any, Any, int]:
 
     executor = ThreadPoolExecutor(config.max_threads, thread_name_prefix="grpc")
     server = grpc.server(executor, options=server_options(config))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(core), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    add_services(server, PredictionServicer(core), ModelServicer(core))
     health_servicer = health.HealthServicer()
     for name, status in initial_health().items():
         health_servicer.set(name, status)

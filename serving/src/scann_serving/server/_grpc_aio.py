@@ -26,6 +26,7 @@ from scann_serving.server._core import METHOD_CLASSIFY, METHOD_REGRESS, ServingC
 from scann_serving.server._errors import status_for
 from scann_serving.server._wire import (
     REFLECTED_SERVICES,
+    add_services,
     bind,
     check_kind,
     check_multi_inference,
@@ -38,7 +39,6 @@ from scann_serving.server._wire import (
     server_options,
     status_response,
 )
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 T = TypeVar("T")
 LOOP_CALL_TIMEOUT_SECONDS = 30.0  # building, starting, health changes: calls onto the loop
@@ -59,7 +59,7 @@ def _translate(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T
     return wrapper
 
 
-class AsyncPredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+class AsyncPredictionServicer:
     """tensorflow.serving.PredictionService on the event loop."""
 
     def __init__(self, core: ServingCore, executor: ThreadPoolExecutor) -> None:
@@ -87,7 +87,7 @@ class AsyncPredictionServicer(prediction_service_pb2_grpc.PredictionServiceServi
         check_multi_inference(self._core, request)
 
 
-class AsyncModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+class AsyncModelServicer:
     """tensorflow.serving.ModelService on the event loop (reloads run off the loop)."""
 
     def __init__(self, core: ServingCore, executor: ThreadPoolExecutor) -> None:
@@ -144,11 +144,10 @@ class AsyncioServer:
         from grpc_reflection.v1alpha import reflection
 
         server = grpc.aio.server(options=server_options(config))
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            AsyncPredictionServicer(core, self._executor), server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            AsyncModelServicer(core, self._executor), server
+        add_services(
+            server,
+            AsyncPredictionServicer(core, self._executor),
+            AsyncModelServicer(core, self._executor),
         )
         health_servicer = health_aio.HealthServicer()
         for name, status in initial_health().items():

@@ -76,7 +76,7 @@ def list_versions(base_path: str) -> list[int] | None:
 
 
 def savedmodel_loader(max_request_batch_size: int) -> ServableLoader:
-    """The default loader: TensorFlow SavedModel versions (TensorFlow is imported on first use)."""
+    """A loader of TensorFlow SavedModel versions (TensorFlow is imported on first use)."""
 
     def load(name: str, version: int, path: Path) -> Servable:
         from scann_serving.server._model import ServableVersion
@@ -86,13 +86,18 @@ def savedmodel_loader(max_request_batch_size: int) -> ServableLoader:
     return load
 
 
+def backend_of(servable: Servable) -> tuple[str, str]:
+    """(backend, reason) of a loaded servable; ("", "") for one that does not say (fakes)."""
+    return getattr(servable, "backend", ""), getattr(servable, "backend_reason", "")
+
+
 class ModelManager:
     """Owns every model's versions; thread-safe; knows nothing about gRPC or HTTP.
 
     Args:
         config: The models part of the server configuration (polling, retries, warmup).
         metrics: Where loads and unloads are counted.
-        loader: Builds one version's servable; default `savedmodel_loader`.
+        loader: Builds one version's servable; default: `--backend`'s (`_backend`).
     """
 
     def __init__(
@@ -100,7 +105,11 @@ class ModelManager:
     ) -> None:
         self._config = config
         self._metrics = metrics
-        self._loader = loader or savedmodel_loader(config.max_request_batch_size)
+        if loader is None:
+            from scann_serving.server._backend import backend_loader
+
+            loader = backend_loader(config.backend, config.max_request_batch_size)
+        self._loader = loader
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
@@ -218,12 +227,18 @@ class ModelManager:
         except Exception as exc:
             self._failed(name, record, exc)
             return
+        backend, reason = backend_of(servable)
         with self._lock:
             record.state, record.servable = "AVAILABLE", servable
-            record.error_code, record.error_message = "OK", ""
-        self._metrics.loaded(name, version, "success", time.monotonic() - started)
+            # The status message of an AVAILABLE version says which backend runs it and why.
+            record.error_code, record.error_message = "OK", reason
+        self._metrics.loaded(name, version, "success", time.monotonic() - started, backend)
         log.info(
-            "model %s version %d is AVAILABLE (%.1fs)", name, version, time.monotonic() - started
+            "model %s version %d is AVAILABLE (%.1fs)%s",
+            name,
+            version,
+            time.monotonic() - started,
+            f" on the {backend} backend ({reason})" if backend else "",
         )
 
     def _failed(self, name: str, record: VersionRecord, exc: Exception) -> None:

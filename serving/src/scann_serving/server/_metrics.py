@@ -74,6 +74,9 @@ class Metrics:
         self._describe("model_loads_total", "counter", "Model version loads by result.")
         self._describe("model_load_seconds", "histogram", "Time to load and warm a version.")
         self._describe("model_unloads_total", "counter", "Model versions unloaded.")
+        self._describe(
+            "model_backend", "gauge", "1 for each AVAILABLE version, labelled by its backend."
+        )
         self._describe("batch_size", "histogram", "Requests merged into one model call.")
         self._describe("batch_queue_rejections_total", "counter", "Requests refused: queue full.")
 
@@ -105,18 +108,26 @@ class Metrics:
             self._inc("requests_total", labels)
             self._observe("request_latency_seconds", labels, seconds, LATENCY_BUCKETS)
 
-    def loaded(self, model: str, version: int, result: str, seconds: float) -> None:
-        """Counts a load attempt ('success' or 'failure')."""
+    def loaded(
+        self, model: str, version: int, result: str, seconds: float, backend: str = ""
+    ) -> None:
+        """Counts a load attempt ('success' or 'failure'); a success sets the backend gauge."""
         labels = (("model", model), ("version", str(version)), ("result", result))
         with self._lock:
             self._inc("model_loads_total", labels)
             if result == "success":
                 self._observe("model_load_seconds", labels[:2], seconds, LATENCY_BUCKETS)
+                if backend:
+                    self._gauges["model_backend"][(*labels[:2], ("backend", backend))] = 1.0
 
     def unloaded(self, model: str, version: int) -> None:
-        """Counts an unload."""
+        """Counts an unload (and drops the version's backend gauge)."""
+        key = (("model", model), ("version", str(version)))
         with self._lock:
-            self._inc("model_unloads_total", (("model", model), ("version", str(version))))
+            self._inc("model_unloads_total", key)
+            gauges = self._gauges["model_backend"]
+            for labels in [labels for labels in gauges if labels[:2] == key]:
+                del gauges[labels]
 
     def batch(self, size: int) -> None:
         """Records the size of one merged model call."""
@@ -135,8 +146,9 @@ class Metrics:
             for name, (kind, text) in self._help.items():
                 full = f"{_PREFIX}_{name}"
                 lines += [f"# HELP {full} {text}", f"# TYPE {full} {kind}"]
-                if kind == "counter":
-                    for labels, value in self._counters.get(name, {}).items():
+                if kind in ("counter", "gauge"):
+                    values = self._counters if kind == "counter" else self._gauges
+                    for labels, value in values.get(name, {}).items():
                         lines.append(f"{full}{_fmt(labels)} {value:g}")
                 else:
                     for labels, hist in self._histograms.get(name, {}).items():

@@ -7,7 +7,6 @@ so bad input answers INVALID_ARGUMENT with a message instead of failing inside t
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from scann_serving.server._errors import (
     InvalidArgument,
     ServingError,
 )
+from scann_serving.server._pb import PredictionLog, SignatureDef
 from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
 from scann_serving.server._servable import (
     DEFAULT_SIGNATURE,
@@ -29,11 +29,10 @@ from scann_serving.server._servable import (
     validate_inputs,
 )
 from scann_serving.server._tensors import proto_to_array
+from scann_serving.server._warmup import MAX_WARMUP_RECORDS, read_tfrecords
 
 # Defined with the Servable interface; importable from here as before.
 __all__ = ["DEFAULT_SIGNATURE", "LoadError", "ServableVersion", "Signature", "TensorInfo"]
-
-MAX_WARMUP_RECORDS = 1000
 
 
 def _specs(structure: dict[str, Any]) -> dict[str, TensorInfo]:
@@ -49,12 +48,17 @@ def _specs(structure: dict[str, Any]) -> dict[str, TensorInfo]:
 class ServableVersion:
     """A loaded SavedModel version, ready to run requests.
 
+    `backend_reason` says why the version runs on TensorFlow (set by the backend chooser).
+
     Args:
         name: The model name.
         version: The integer version.
         path: The version directory.
         max_request_batch_size: Largest batch one request may carry.
     """
+
+    backend = "tensorflow"
+    backend_reason = ""
 
     def __init__(self, name: str, version: int, path: Path, max_request_batch_size: int) -> None:
         import tensorflow as tf
@@ -75,7 +79,12 @@ class ServableVersion:
                 f"{_first_line(exc)}); the version is damaged or incomplete, re-export it "
                 "(scann-export publishes the next version atomically)"
             ) from exc
-        self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+        # TensorFlow's SignatureDef lives in protobuf's default pool; the wire code builds
+        # answers from the server's TF-free messages, so it is carried over as bytes.
+        self.signature_defs = {
+            key: SignatureDef.FromString(value.SerializeToString())
+            for key, value in proto.meta_graphs[0].signature_def.items()
+        }
         self.signatures: dict[str, Signature] = {}
         for key, fn in self._module.signatures.items():
             method = self.signature_defs[key].method_name if key in self.signature_defs else ""
@@ -156,16 +165,14 @@ class ServableVersion:
 
     def warmup(self, iterations: int = 1) -> int:
         """Replays assets.extra/tf_serving_warmup_requests; returns the number of records."""
-        from tensorflow_serving.apis import prediction_log_pb2
-
         path = self.path / WARMUP_RELPATH
         if not path.exists():
             return 0
-        records = _read_tfrecords(path)
+        records = read_tfrecords(path)
         if len(records) > MAX_WARMUP_RECORDS:
             raise LoadError(f"{path} has {len(records)} records; at most {MAX_WARMUP_RECORDS}")
         for number, record in enumerate(records):
-            log = prediction_log_pb2.PredictionLog.FromString(record)
+            log = PredictionLog.FromString(record)
             if log.WhichOneof("log_type") != "predict_log":
                 raise LoadError(f"warmup record {number} in {path} is not a predict_log")
             request = log.predict_log.request
@@ -205,23 +212,6 @@ def _fast_caller(fn: Any) -> Any:
         return dict(zip(output_keys, flat, strict=True))
 
     return call
-
-
-def _read_tfrecords(path: Path) -> list[bytes]:
-    """The records of a TFRecord file (CRCs are not verified; a short file is an error)."""
-    data = path.read_bytes()
-    records: list[bytes] = []
-    offset = 0
-    while offset < len(data):
-        if offset + 12 > len(data):
-            raise LoadError(f"{path} is truncated at byte {offset}")
-        (length,) = struct.unpack_from("<Q", data, offset)
-        start, end = offset + 12, offset + 12 + length
-        if end + 4 > len(data):
-            raise LoadError(f"{path} is truncated in record {len(records)}")
-        records.append(data[start:end])
-        offset = end + 4
-    return records
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Fast conversion between `tensorflow.TensorProto` and numpy, without `tf.make_tensor_proto`.
+"""Fast conversion between `tensorflow.TensorProto` and numpy, without TensorFlow.
 
 `tf.make_tensor_proto`/`tf.make_ndarray` cost tens of microseconds per call in Python,
 which matters when the whole served call should cost little more than the ScaNN search.
@@ -13,28 +13,31 @@ from typing import Any
 
 import numpy as np
 from scann_serving.server._errors import InvalidArgument
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from scann_serving.server._pb import DataType, TensorProto, TensorShapeProto
+
+#: DataType enum values by name (TF's types.proto numbering, from the TF-free copy).
+_DT: dict[str, int] = {value.name: value.number for value in DataType.values}
 
 #: DataType enum -> (numpy dtype, TensorProto repeated field holding its values).
 _NUMERIC: dict[int, tuple[Any, str]] = {
-    types_pb2.DT_FLOAT: (np.float32, "float_val"),
-    types_pb2.DT_DOUBLE: (np.float64, "double_val"),
-    types_pb2.DT_INT32: (np.int32, "int_val"),
-    types_pb2.DT_INT16: (np.int16, "int_val"),
-    types_pb2.DT_INT8: (np.int8, "int_val"),
-    types_pb2.DT_UINT8: (np.uint8, "int_val"),
-    types_pb2.DT_INT64: (np.int64, "int64_val"),
-    types_pb2.DT_BOOL: (np.bool_, "bool_val"),
+    _DT["DT_FLOAT"]: (np.float32, "float_val"),
+    _DT["DT_DOUBLE"]: (np.float64, "double_val"),
+    _DT["DT_INT32"]: (np.int32, "int_val"),
+    _DT["DT_INT16"]: (np.int16, "int_val"),
+    _DT["DT_INT8"]: (np.int8, "int_val"),
+    _DT["DT_UINT8"]: (np.uint8, "int_val"),
+    _DT["DT_INT64"]: (np.int64, "int64_val"),
+    _DT["DT_BOOL"]: (np.bool_, "bool_val"),
 }
 _DTYPE_OF_NUMPY: dict[Any, int] = {
-    np.dtype(np.float32): types_pb2.DT_FLOAT,
-    np.dtype(np.float64): types_pb2.DT_DOUBLE,
-    np.dtype(np.int32): types_pb2.DT_INT32,
-    np.dtype(np.int64): types_pb2.DT_INT64,
-    np.dtype(np.bool_): types_pb2.DT_BOOL,
-    np.dtype(np.int16): types_pb2.DT_INT16,
-    np.dtype(np.int8): types_pb2.DT_INT8,
-    np.dtype(np.uint8): types_pb2.DT_UINT8,
+    np.dtype(np.float32): _DT["DT_FLOAT"],
+    np.dtype(np.float64): _DT["DT_DOUBLE"],
+    np.dtype(np.int32): _DT["DT_INT32"],
+    np.dtype(np.int64): _DT["DT_INT64"],
+    np.dtype(np.bool_): _DT["DT_BOOL"],
+    np.dtype(np.int16): _DT["DT_INT16"],
+    np.dtype(np.int8): _DT["DT_INT8"],
+    np.dtype(np.uint8): _DT["DT_UINT8"],
 }
 
 #: Most elements one value may fill (TensorProto's broadcast of a single value).
@@ -44,8 +47,8 @@ MAX_BROADCAST_ELEMENTS = 1 << 22
 def dtype_name(dtype: int) -> str:
     """'string', 'float', 'int32', ... for a DataType enum value (TF Serving's wording)."""
     try:
-        return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
-    except ValueError:
+        return DataType.values_by_number[dtype].name.removeprefix("DT_").lower()
+    except KeyError:
         return f"unknown DataType {dtype}"
 
 
@@ -54,7 +57,7 @@ def dtype_name(dtype: int) -> str:
 MAX_ELEMENTS = 64 * 1024 * 1024
 
 
-def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
+def _shape(proto: TensorProto, name: str) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise InvalidArgument(f"input '{name}' has an unknown rank; give its shape")
     dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
@@ -86,11 +89,11 @@ def _fill(values: Any, size: int, shape: tuple[int, ...], name: str) -> list[Any
     )
 
 
-def proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
+def proto_to_array(proto: TensorProto, name: str) -> np.ndarray:
     """A numpy array with the proto's values (strings come back as an object array of bytes)."""
     shape = _shape(proto, name)
     size = math.prod(shape)
-    if proto.dtype == types_pb2.DT_STRING:
+    if proto.dtype == _DT["DT_STRING"]:
         values = _fill(proto.string_val, size, shape, name)
         out = np.empty(size, dtype=object)
         out[:] = list(values)
@@ -113,16 +116,14 @@ def proto_to_array(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
     return np.asarray(values, dtype=np_dtype).reshape(shape)
 
 
-def array_to_proto(array: np.ndarray, proto: tensor_pb2.TensorProto | None = None) -> Any:
+def array_to_proto(array: np.ndarray, proto: TensorProto | None = None) -> Any:
     """Fills (or creates) a TensorProto from a numpy array (bytes/str object arrays → DT_STRING)."""
-    proto = proto if proto is not None else tensor_pb2.TensorProto()
+    proto = proto if proto is not None else TensorProto()
     proto.tensor_shape.CopyFrom(
-        tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]
-        )
+        TensorShapeProto(dim=[TensorShapeProto.Dim(size=int(d)) for d in array.shape])
     )
     if array.dtype == object or array.dtype.kind in "SU":
-        proto.dtype = types_pb2.DT_STRING
+        proto.dtype = _DT["DT_STRING"]
         flat = array.ravel().tolist()
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
         return proto

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 from scann_serving.client.contract import MANIFEST_METADATA_FIELD, SIGNATURE_DEF_METADATA_FIELD
+from scann_serving.server import _pb
 from scann_serving.server._config import GrpcConfig
 from scann_serving.server._core import (
     METHOD_CLASSIFY,
@@ -27,13 +28,15 @@ from scann_serving.server._core import (
 )
 from scann_serving.server._errors import NUMERIC_CODE, InvalidArgument
 from scann_serving.server._manager import VersionRecord
-from scann_serving.server._tensors import array_to_proto, proto_to_array
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_management_pb2,
-    predict_pb2,
+from scann_serving.server._pb import (
+    GetModelMetadataResponse,
+    GetModelStatusResponse,
+    ModelVersionStatus,
+    PredictResponse,
+    ReloadConfigResponse,
+    SignatureDefMap,
 )
+from scann_serving.server._tensors import array_to_proto, proto_to_array
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX)
 SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
@@ -77,7 +80,7 @@ def predict_call(request: Any, context: Any) -> PredictCall:
 # --- domain → responses --------------------------------------------------------------
 def predict_response(result: PredictResult) -> Any:
     """A PredictResponse from a core result."""
-    response = predict_pb2.PredictResponse()
+    response = PredictResponse()
     response.model_spec.name = result.model
     response.model_spec.version.value = result.version
     response.model_spec.signature_name = result.signature
@@ -88,8 +91,8 @@ def predict_response(result: PredictResult) -> Any:
 
 def status_response(records: list[VersionRecord]) -> Any:
     """A GetModelStatusResponse from the manager's version records (gRPC and REST)."""
-    response = get_model_status_pb2.GetModelStatusResponse()
-    state_enum = get_model_status_pb2.ModelVersionStatus.State
+    response = GetModelStatusResponse()
+    state_enum = ModelVersionStatus.State
     for record in records:
         status = response.model_version_status.add()
         status.version = record.version
@@ -103,11 +106,11 @@ def status_response(records: list[VersionRecord]) -> Any:
 def metadata_response(core: ServingCore, request: Any) -> Any:
     """A GetModelMetadataResponse (signature_def and/or scann_manifest, as requested)."""
     meta = core.metadata(model_ref(request.model_spec), list(request.metadata_field))
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response = GetModelMetadataResponse()
     response.model_spec.name = meta.model
     response.model_spec.version.value = meta.version
     if SIGNATURE_DEF_METADATA_FIELD in request.metadata_field:
-        defs = get_model_metadata_pb2.SignatureDefMap()
+        defs = SignatureDefMap()
         for key, value in meta.signature_defs.items():
             defs.signature_def[key].CopyFrom(value)
         response.metadata[SIGNATURE_DEF_METADATA_FIELD].Pack(defs)
@@ -137,9 +140,41 @@ def check_multi_inference(core: ServingCore, request: Any) -> None:
 def reload_response(core: ServingCore, request: Any) -> Any:
     """Applies HandleReloadConfigRequest's config; an OK ReloadConfigResponse."""
     core.reload(request.config)
-    response = model_management_pb2.ReloadConfigResponse()
+    response = ReloadConfigResponse()
     response.status.error_code = 0
     return response
+
+
+# --- the services (both gRPC adapters) ------------------------------------------------
+#: Method -> (request class, response class) of TF Serving's two services, from the TF-free
+#: messages of `_pb`, so neither adapter needs tensorflow-serving-api's generated stubs.
+_METHODS: dict[str, dict[str, tuple[Any, Any]]] = {
+    SERVICE_NAMES[0]: {
+        "Classify": (_pb.ClassificationRequest, _pb.ClassificationResponse),
+        "Regress": (_pb.RegressionRequest, _pb.RegressionResponse),
+        "Predict": (_pb.PredictRequest, _pb.PredictResponse),
+        "MultiInference": (_pb.MultiInferenceRequest, _pb.MultiInferenceResponse),
+        "GetModelMetadata": (_pb.GetModelMetadataRequest, _pb.GetModelMetadataResponse),
+    },
+    SERVICE_NAMES[1]: {
+        "GetModelStatus": (_pb.GetModelStatusRequest, _pb.GetModelStatusResponse),
+        "HandleReloadConfigRequest": (_pb.ReloadConfigRequest, _pb.ReloadConfigResponse),
+    },
+}
+
+
+def add_services(server: Any, prediction: Any, model: Any) -> None:
+    """Registers the PredictionService and ModelService servicers (sync or asyncio)."""
+    for service, servicer in zip(SERVICE_NAMES, (prediction, model), strict=True):
+        handlers = {
+            method: grpc.unary_unary_rpc_method_handler(
+                getattr(servicer, method),
+                request_deserializer=request.FromString,
+                response_serializer=response.SerializeToString,
+            )
+            for method, (request, response) in _METHODS[service].items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
 
 # --- the gRPC listener (both gRPC adapters) ------------------------------------------

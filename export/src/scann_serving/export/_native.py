@@ -1,0 +1,124 @@
+"""Writing a version's native bundle: the SavedModel's own index and tower, for TF-free serving.
+
+The bundle format and its reader live in the server (`scann_serving.server._bundle`), which
+must load it without TensorFlow; this module turns the export's objects into it. Nothing is
+trained again: the index is the pybind twin of the trained TensorFlow searcher (its tensors,
+re-serialized by ScaNN itself), and a lookup tower's rows are the tower's own outputs for
+every key it knows, plus the row unknown keys get. The fresh-process verification
+(`_verify_native`) then proves the bundle answers like the SavedModel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scann_serving.export._index import IndexConfig
+from scann_serving.export._text import encode_utf8
+from scann_serving.export._towers import Towers
+from scann_serving.export._types import Searcher
+from scann_serving.server._bundle import bundle_dir, directory_bytes, write_bundle
+from scann_serving.server._native_search import (
+    TOWER_INTEGER,
+    TOWER_STRING,
+    QueryTable,
+    SearchSettings,
+)
+
+#: An integer tower is tabulated only up to this size (rows x dim x 4 bytes); a bigger one
+#: is served through the SavedModel (or `search_embedding` natively).
+MAX_TABLE_BYTES = 2 << 30
+#: Prefix of the key used to read a string lookup's out-of-vocabulary row.
+_OOV_PROBE = "\x00scann-serving-unknown-key"
+
+
+def search_settings(index_config: IndexConfig, k: int, max_k: int) -> SearchSettings:
+    """The knobs `RetrievalModule` bakes in (same source: `IndexConfig.search_kwargs`)."""
+    knobs = index_config.search_kwargs()
+    return SearchSettings(
+        k=k,
+        max_k=max_k,
+        leaves_to_search=int(knobs.get("leaves_to_search", -1)),
+        reordering=int(knobs.get("pre_reorder_num_neighbors", 0)),
+    )
+
+
+def lookup_table(towers: Towers) -> QueryTable | None:
+    """The query tower as a lookup table, or None when it is not one.
+
+    A table: the built-in StringLookup (one OOV bucket) + Embedding tower, or an integer
+    tower whose known ids are bounded (`query_key.min_id..max_id`, as the Embedding of a
+    KerasRS tower is): a function of one id is its outputs for every id. Rows are computed
+    by the tower itself, so whatever it does per key is what the table holds.
+    """
+    spec = towers.query_key
+    if spec.integer:
+        if spec.min_id is None or spec.max_id is None:
+            return None
+        count = spec.max_id - spec.min_id + 1
+        if count * towers.embedding_dim * 4 > MAX_TABLE_BYTES:
+            return None
+        ids = np.arange(spec.min_id, spec.max_id + 1, dtype=np.int64)
+        return QueryTable(TOWER_INTEGER, towers.embed_keys(ids), min_id=spec.min_id)
+    vocabulary = _string_lookup_vocabulary(towers.query_model)
+    if vocabulary is None:
+        return None
+    known = set(vocabulary)
+    probe = next(
+        f"{_OOV_PROBE}-{i}" for i in range(len(known) + 1) if f"{_OOV_PROBE}-{i}" not in known
+    )
+    keys = encode_utf8([*vocabulary, probe])
+    rows = towers.embed_keys(keys)
+    table = {key: row for row, key in enumerate(keys[:-1].tolist())}
+    return QueryTable(TOWER_STRING, rows, keys=table, oov_row=len(vocabulary))
+
+
+def _string_lookup_vocabulary(model: Any) -> list[str] | None:
+    """The vocabulary of a `Sequential([StringLookup, Embedding])` with one OOV bucket."""
+    layers = getattr(model, "layers", None)
+    if not layers or len(layers) != 2:
+        return None
+    lookup, embedding = layers
+    if type(lookup).__name__ != "StringLookup" or type(embedding).__name__ != "Embedding":
+        return None
+    if getattr(lookup, "num_oov_indices", None) != 1 or getattr(lookup, "invert", False):
+        return None
+    if getattr(lookup, "mask_token", None) is not None:
+        return None
+    return [str(v) for v in lookup.get_vocabulary(include_special_tokens=False)]
+
+
+def signature_defs_bytes(saved_model_dir: Path) -> bytes:
+    """The SavedModel's signatures as a serialized `tensorflow.serving.SignatureDefMap`."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((saved_model_dir / "saved_model.pb").read_bytes())
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in proto.meta_graphs[0].signature_def.items():
+        defs.signature_def[name].CopyFrom(signature)
+    return bytes(defs.SerializeToString(deterministic=True))
+
+
+def write_native_bundle(
+    staging: Path,
+    *,
+    twin: Searcher,
+    identifiers: np.ndarray,
+    settings: SearchSettings,
+    towers: Towers,
+    table: QueryTable | None,
+) -> dict[str, Any]:
+    """Writes `assets.extra/native/` into a staged version; returns the manifest's `native`."""
+    block = write_bundle(
+        bundle_dir(staging),
+        searcher=twin,
+        identifiers=encode_utf8(identifiers).tolist(),
+        settings=settings,
+        embedding_dim=towers.embedding_dim,
+        signature_defs=signature_defs_bytes(staging),
+        table=table,
+    )
+    block["savedmodel_bytes"] = directory_bytes(staging) - block["bytes"]
+    return block

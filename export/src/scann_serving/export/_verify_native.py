@@ -1,0 +1,176 @@
+"""The native bundle against the SavedModel, in the verification's fresh process.
+
+The child of `_verify` has both loaded from the staged version directory; `check_bundle`
+sends the same requests to each and requires the same identifiers (scores within 1e-4):
+every warmup request, at least `MIN_HELD_OUT` held-out queries (keys through the query
+signatures when the bundle has a lookup tower, embeddings through `search_embedding`
+always), unknown keys, exclusions and every k from 1 to max_k. The first difference is an
+error naming the signature and the request, so the export fails and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scann_serving.client.contract import (
+    EMBEDDING,
+    EXCLUDE,
+    IDENTIFIERS,
+    QUERY,
+    RETRIEVE,
+    RETRIEVE_WITH_EXCLUSIONS,
+    SCORES,
+    SEARCH_EMBEDDING,
+    SERVING_DEFAULT,
+    K,
+)
+from scann_serving.server._bundle import bundle_dir, read_bundle, read_info
+from scann_serving.server._native_search import TOWER_STRING, NativeIndex, run_signature
+
+MIN_HELD_OUT = 1000
+BATCH = 100
+TOLERANCE = 1e-4
+#: Catalogues this small are also checked with every candidate excluded.
+SMALL_CATALOGUE = 256
+
+#: (signature, inputs) -> (identifiers, scores) as numpy arrays.
+Runner = Callable[[str, dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+
+
+class BundleMismatch(AssertionError):
+    """The bundle answered a request differently from the SavedModel."""
+
+
+def write_probe(path: Path, keys: np.ndarray, embeddings: np.ndarray) -> None:
+    """Stores the held-out keys and embeddings the child checks with (no pickles)."""
+    np.save(path.with_suffix(".npy"), np.ascontiguousarray(embeddings, np.float32))
+    values = [k.decode() if isinstance(k, bytes) else k for k in np.asarray(keys).tolist()]
+    path.with_suffix(".json").write_text(json.dumps(values))
+
+
+def read_probe(path: Path) -> tuple[list[Any], np.ndarray]:
+    """What `write_probe` stored: (keys, float32 embeddings)."""
+    keys = json.loads(path.with_suffix(".json").read_text())
+    return keys, np.load(path.with_suffix(".npy"), allow_pickle=False)
+
+
+def check_bundle(
+    version_dir: Path,
+    savedmodel: Runner,
+    warmups: list[tuple[str, dict[str, np.ndarray]]],
+    probe: Path,
+) -> dict[str, Any]:
+    """Compares the bundle with the SavedModel; returns the manifest's verification block.
+
+    Raises:
+        BundleMismatch: The first request whose answers differ.
+    """
+    info = read_info(bundle_dir(version_dir))
+    index = read_bundle(bundle_dir(version_dir))
+    requests = [(sig, inputs) for sig, inputs in warmups if sig in info.signatures]
+    keys, embeddings = read_probe(probe)
+    requests += _embedding_requests(embeddings, index)
+    if index.table is not None:
+        requests += _key_requests(keys, index, info.settings.max_k)
+    held_out = 0
+    for number, (signature, inputs) in enumerate(requests):
+        want = savedmodel(signature, inputs)
+        got = run_signature(index, signature, inputs)
+        _compare(number, signature, want, got)
+        held_out += 0 if signature == RETRIEVE else len(next(iter(inputs.values())))
+    return {
+        "requests": len(requests),
+        "signatures": list(info.signatures),
+        "rows_compared": held_out,
+        "identical_identifiers": True,
+        "score_tolerance": TOLERANCE,
+    }
+
+
+def _compare(
+    number: int,
+    signature: str,
+    want: tuple[np.ndarray, np.ndarray],
+    got: tuple[np.ndarray, np.ndarray],
+) -> None:
+    if want[0].shape != got[0].shape or want[0].tolist() != got[0].tolist():
+        rows = [
+            i for i in range(min(len(want[0]), len(got[0]))) if list(want[0][i]) != list(got[0][i])
+        ]
+        row = rows[0] if rows else 0
+        raise BundleMismatch(
+            f"native bundle request {number} ({signature}) row {row}: identifiers "
+            f"{got[0][row][:5].tolist()}..., the SavedModel's {want[0][row][:5].tolist()}..."
+        )
+    if not np.allclose(want[1], got[1], rtol=TOLERANCE, atol=TOLERANCE, equal_nan=True):
+        raise BundleMismatch(
+            f"native bundle request {number} ({signature}): scores differ by up to "
+            f"{float(np.nanmax(np.abs(want[1] - got[1]))):.3g}"
+        )
+
+
+def _embedding_requests(embeddings: np.ndarray, index: NativeIndex) -> list[Any]:
+    rows = _at_least(embeddings, MIN_HELD_OUT)
+    singles = [(SEARCH_EMBEDDING, {EMBEDDING: rows[i : i + 1]}) for i in range(4)]
+    return singles + [
+        (SEARCH_EMBEDDING, {EMBEDDING: rows[i : i + BATCH]}) for i in range(0, len(rows), BATCH)
+    ]
+
+
+def _key_requests(keys: list[Any], index: NativeIndex, max_k: int) -> list[Any]:
+    assert index.table is not None
+    string = index.table.kind == TOWER_STRING
+    pool: list[Any]
+    extra: list[Any]
+    if string:
+        known = list(index.table.keys or {})
+        extra = [b"", "\x00unknown-\u00e9".encode(), b"no such key"]
+        pool = [str(k).encode() for k in keys] + known
+    else:
+        low, count = index.table.min_id, len(index.table.rows)
+        pool = [int(k) for k in keys] + list(range(low, low + count))
+        extra = []
+    queries = _array(_at_least(np.asarray(pool, dtype=object), MIN_HELD_OUT), string)
+    requests: list[Any] = [
+        (SERVING_DEFAULT, {QUERY: queries[i : i + BATCH]}) for i in range(0, len(queries), BATCH)
+    ]
+    requests += [(SERVING_DEFAULT, {QUERY: queries[i : i + 1]}) for i in range(4)]
+    if extra:
+        requests.append((SERVING_DEFAULT, {QUERY: _array(extra + pool[:3], string)}))
+    sample = queries[:8]
+    requests += [
+        (RETRIEVE, {QUERY: sample, K: np.asarray(k, np.int32)}) for k in range(1, max_k + 1)
+    ]
+    top, _ = run_signature(index, RETRIEVE, {QUERY: sample, K: np.asarray(max_k, np.int32)})
+    for width in (1, 3, min(max_k, 2 * index.settings.k)):
+        exclude = np.empty((len(sample), width + 1), dtype=object)
+        exclude[:, :width] = top[:, :width]
+        exclude[:, width] = b"not-an-identifier"
+        requests.append((RETRIEVE_WITH_EXCLUSIONS, {QUERY: sample, EXCLUDE: exclude}))
+    if index.num_candidates <= SMALL_CATALOGUE:  # the -inf fill; [b, k + n, n] compares
+        everything = np.tile(index.identifiers, (2, 1))
+        requests.append((RETRIEVE_WITH_EXCLUSIONS, {QUERY: sample[:2], EXCLUDE: everything}))
+    return requests
+
+
+def _array(values: list[Any] | np.ndarray, string: bool) -> np.ndarray:
+    if string:
+        out = np.empty(len(values), dtype=object)
+        out[:] = list(values)
+        return out
+    return np.asarray(list(values), dtype=np.int64)
+
+
+def _at_least(values: np.ndarray, n: int) -> np.ndarray:
+    if len(values) == 0 or len(values) >= n:
+        return values
+    return np.concatenate([values] * (-(-n // len(values))))[:n]
+
+
+def as_outputs(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A signature's output dict (tensors) as (identifiers, scores) numpy arrays."""
+    return np.asarray(result[IDENTIFIERS].numpy(), dtype=object), result[SCORES].numpy()

@@ -1,0 +1,191 @@
+"""The native bundle's search: the SavedModel's signatures in numpy over ScaNN's pybind searcher.
+
+Each method here mirrors one piece of the exported graph (export's `_module.RetrievalModule`):
+`QueryTable.embed` is the lookup query tower, `NativeIndex.search` is its `_search` (the same
+query-time knobs, multi-threaded from the same batch size), `retrieve_excluding` its
+over-fetch-mask-top-k. The export verifies the two against each other before it publishes,
+so a change on one side that the other does not follow fails the export, not a user.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Batches at least this large use ScaNN's multi-threaded batched search (as the graph does).
+PARALLEL_MIN_BATCH = 8
+
+TOWER_STRING = "string_lookup"
+TOWER_INTEGER = "integer_table"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The query-time knobs the SavedModel bakes in.
+
+    Attributes:
+        k: What `serving_default`, `search_embedding` and `retrieve_with_exclusions` return.
+        max_k: The largest k `retrieve` accepts.
+        leaves_to_search: Tree partitions searched per query; -1 lets the searcher decide.
+        reordering: Candidates re-scored exactly (at least k); 0 means no reordering knob.
+    """
+
+    k: int
+    max_k: int
+    leaves_to_search: int = -1
+    reordering: int = 0
+
+    def pre_reorder(self, k: int) -> int:
+        """The graph's `pre_reorder_num_neighbors` for a search of k results."""
+        return max(k, self.reordering) if self.reordering > 0 else -1
+
+
+@dataclass(frozen=True)
+class QueryTable:
+    """A query tower that is a lookup table: a key picks one row of `rows`.
+
+    Attributes:
+        kind: `TOWER_STRING` (keys are UTF-8 bytes) or `TOWER_INTEGER` (ids).
+        rows: float32 `[rows, dim]`, the tower's output for each row.
+        keys: String towers: key -> row.
+        oov_row: String towers: the row every unknown key gets (the lookup's OOV bucket).
+        min_id: Integer towers: the id of row 0 (ids are validated before they get here).
+    """
+
+    kind: str
+    rows: np.ndarray
+    keys: dict[bytes, int] | None = None
+    oov_row: int = 0
+    min_id: int = 0
+
+    def embed(self, query: np.ndarray) -> np.ndarray:
+        """Raw keys (`[batch]`: object array of bytes, or int64) -> float32 `[batch, dim]`."""
+        if self.kind == TOWER_STRING:
+            assert self.keys is not None
+            get, oov = self.keys.get, self.oov_row
+            index = np.fromiter((get(key, oov) for key in query.tolist()), np.int64, len(query))
+        else:
+            index = np.asarray(query, np.int64) - self.min_id
+            if index.size and (index.min() < 0 or index.max() >= len(self.rows)):
+                raise ValueError(
+                    f"query ids must lie in {self.min_id}..{self.min_id + len(self.rows) - 1}"
+                )
+        return self.rows[index]
+
+
+class NativeIndex:
+    """A native bundle, loaded: ScaNN searcher, identifiers, knobs and (maybe) the query table.
+
+    Args:
+        searcher: ScaNN's pybind searcher (`scann_ops_pybind.load_searcher`).
+        identifiers: Candidate identifiers as an object array of UTF-8 bytes `[n]`.
+        settings: The exported query-time knobs.
+        table: The query tower when it is a lookup table, else None (embeddings only).
+    """
+
+    def __init__(
+        self,
+        searcher: Any,
+        identifiers: np.ndarray,
+        settings: SearchSettings,
+        table: QueryTable | None,
+    ) -> None:
+        self.searcher = searcher
+        self.identifiers = identifiers
+        self.settings = settings
+        self.table = table
+
+    @property
+    def num_candidates(self) -> int:
+        """Rows in the index."""
+        return len(self.identifiers)
+
+    def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best candidates of each row: (identifiers object `[b, k]`, scores float32)."""
+        indices, scores = self._search_indices(embeddings, k)
+        return self.identifiers[indices], scores
+
+    def _search_indices(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(embeddings, dtype=np.float32)
+        knobs = (k, self.settings.pre_reorder(k), self.settings.leaves_to_search)
+        if len(queries) >= PARALLEL_MIN_BATCH:
+            indices, scores = self.searcher.search_batched_parallel(queries, *knobs)
+        else:
+            indices, scores = self.searcher.search_batched(queries, *knobs)
+        indices, scores = np.asarray(indices, np.int64), np.asarray(scores, np.float32)
+        # When the searched leaves hold fewer than k points, pybind pads each row to k with
+        # (0, NaN); the TensorFlow op pads only to the longest row of the batch. Match it.
+        found = int((~np.isnan(scores)).sum(axis=1).max()) if scores.size else 0
+        if found < scores.shape[1]:
+            indices, scores = indices[:, :found], scores[:, :found]
+        return indices, scores
+
+    def embed(self, query: np.ndarray) -> np.ndarray:
+        """The query tower's embeddings of raw keys (requires a table)."""
+        if self.table is None:
+            raise LookupError("this bundle has no query table")
+        return self.table.embed(query)
+
+    def retrieve(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`serving_default` / `retrieve`: raw keys -> the k best candidates."""
+        return self.search(self.embed(query), k)
+
+    def search_excluding(
+        self, embeddings: np.ndarray, exclude: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exported k best, none of them in that row of `exclude` (object `[b, n]`).
+
+        Over-fetches k + n, sets the excluded scores to -inf and keeps the best k by a
+        stable sort, which is how `tf.math.top_k` orders ties (lower index first); when the
+        catalogue cannot supply k others, excluded ones fill the last places with -inf.
+        """
+        k = self.settings.k
+        fetch = min(k + exclude.shape[1], self.num_candidates)
+        indices, scores = self._search_indices(embeddings, fetch)
+        found = self.identifiers[indices]
+        excluded = (found[:, :, None] == exclude[:, None, :]).any(axis=2)
+        masked = np.where(excluded, np.float32(-np.inf), scores)
+        order = np.argsort(-masked, axis=1, kind="stable")[:, : min(k, fetch)]
+        return (
+            np.take_along_axis(found, order, axis=1),
+            np.take_along_axis(masked, order, axis=1).astype(np.float32),
+        )
+
+    def retrieve_excluding(
+        self, query: np.ndarray, exclude: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`retrieve_with_exclusions`: raw keys and exclusions -> the exported k best."""
+        return self.search_excluding(self.embed(query), exclude)
+
+
+def run_signature(
+    index: NativeIndex, signature: str, inputs: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs one of the four signatures natively on validated numpy inputs.
+
+    Returns:
+        (identifiers object `[batch, k]` of UTF-8 bytes, scores float32 `[batch, k]`).
+    """
+    from scann_serving.client.contract import (
+        EMBEDDING,
+        EXCLUDE,
+        QUERY,
+        RETRIEVE,
+        RETRIEVE_WITH_EXCLUSIONS,
+        SEARCH_EMBEDDING,
+        SERVING_DEFAULT,
+        K,
+    )
+
+    if signature == SEARCH_EMBEDDING:
+        return index.search(inputs[EMBEDDING], index.settings.k)
+    if signature == SERVING_DEFAULT:
+        return index.retrieve(inputs[QUERY], index.settings.k)
+    if signature == RETRIEVE:
+        return index.retrieve(inputs[QUERY], int(inputs[K]))
+    if signature == RETRIEVE_WITH_EXCLUSIONS:
+        return index.retrieve_excluding(inputs[QUERY], inputs[EXCLUDE])
+    raise KeyError(signature)
