@@ -161,6 +161,7 @@ class ServerProcess:
         model_base_path: --model_base_path.
         rest: Also serve REST on a free port (`rest_url`).
         env: Extra environment variables.
+        command: Another `scann-serve` to run (e.g. one installed in a throwaway venv).
 
     Attributes:
         grpc_port, rest_port: The ports (rest_port is None without REST).
@@ -175,11 +176,15 @@ class ServerProcess:
         model_base_path: str | os.PathLike[str] | None = None,
         rest: bool = True,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        self.command = command or scann_serve_command()
         self.grpc_port = free_port()
         self.rest_port = free_port() if rest else None
         self.target = f"127.0.0.1:{self.grpc_port}"
         self.rest_url = f"http://127.0.0.1:{self.rest_port}" if rest else ""
+        #: The backend the test expects to run the model ("native", "tensorflow"; fixtures set it).
+        self.backend = ""
         args = [f"--port={self.grpc_port}"]
         if rest:
             args.append(f"--rest_api_port={self.rest_port}")
@@ -205,7 +210,7 @@ class ServerProcess:
         """Launches the server; with `wait`, returns once health is SERVING (else raises)."""
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [*scann_serve_command(), *self.args],
+                [*self.command, *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

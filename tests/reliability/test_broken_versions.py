@@ -32,6 +32,7 @@ from _rel_support import (
     publish_copy,
     wait_until,
 )
+from scann_serving.server._bundle import BUNDLE_RELPATH
 
 MODEL = "broken"
 FAILURE_METRIC = "scann_serving_model_loads_total"
@@ -40,10 +41,14 @@ FAILURE_METRIC = "scann_serving_model_loads_total"
 def _truncate_variables(version_dir: Path) -> None:
     data = version_dir / "variables" / "variables.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    # The same damage to the native bundle, which `--backend=auto` would serve otherwise.
+    data = version_dir / BUNDLE_RELPATH / "candidates.offsets.npy"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
 
 
 def _remove_variables_index(version_dir: Path) -> None:
     (version_dir / "variables" / "variables.index").unlink()
+    (version_dir / BUNDLE_RELPATH / "bundle.json").unlink()  # auto then falls back to TF
 
 
 def _bad_warmup(version_dir: Path) -> None:
@@ -78,8 +83,8 @@ DEFECTS: dict[str, Callable[[Path], None]] = {
 }
 #: What GetModelStatus's message must mention for each defect.
 MESSAGE_HINTS = {
-    "truncated variables file": "re-export it",
-    "missing variables index": "re-export it",
+    "truncated variables file": "re-export",
+    "missing variables index": "re-export",
     "failing warmup": "warmup",
     "manifest from another TF/ScaNN": "tensorflow 2.15.1",
 }

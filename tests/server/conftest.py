@@ -1,5 +1,9 @@
 """Fixtures for scann-serve tests: one real server per session, the official stubs, and
 the same SavedModel loaded in-process to compare results against.
+
+The shared `server` runs once per (--grpc_server_mode, --backend) variant: the tiny model
+carries a native bundle, so `auto` serves it natively, and `tensorflow` runs its SavedModel;
+every test on the fixture holds both backends to the same expectations.
 """
 
 from __future__ import annotations
@@ -14,21 +18,40 @@ from serve_helpers import GRPC_SERVER_MODES, ServerProcess
 MODEL = "retrieval"
 
 
-@pytest.fixture(scope="session", params=GRPC_SERVER_MODES)
+#: (--grpc_server_mode, --backend) of the shared servers: both gRPC adapters on the default
+#: backend (native, for the tiny model), and the TensorFlow backend on the default adapter.
+SERVER_VARIANTS = (
+    *((mode, "auto") for mode in GRPC_SERVER_MODES),
+    (GRPC_SERVER_MODES[0], "tensorflow"),
+)
+
+
+def _variant_id(variant: tuple[str, str]) -> str:
+    return variant[0] if variant[1] == "auto" else f"{variant[0]}-{variant[1]}"
+
+
+@pytest.fixture(scope="session", params=SERVER_VARIANTS, ids=_variant_id)
 def server(
     request: pytest.FixtureRequest, tiny_server: ServerProcess, tiny_model_base: Path
 ) -> Iterator[ServerProcess]:
-    """A shared scann-serve (gRPC + REST) over the tiny model, once per --grpc_server_mode.
+    """A shared scann-serve (gRPC + REST) over the tiny model, once per variant.
 
-    "threads" is the session's shared server (tests/conftest.py); "asyncio" is started here,
-    so every test on this fixture checks both gRPC adapters against the same expectations.
+    ("threads", "auto") is the session's shared server (tests/conftest.py); the others are
+    started here, so every test on this fixture checks both gRPC adapters and both backends
+    against the same expectations. `server.backend` says which backend runs the model.
     """
-    if request.param == "threads":
+    mode, backend = request.param
+    if (mode, backend) == (GRPC_SERVER_MODES[0], "auto"):
+        tiny_server.backend = "native"
         yield tiny_server
         return
     with ServerProcess(
-        f"--grpc_server_mode={request.param}", model_name=MODEL, model_base_path=tiny_model_base
+        f"--grpc_server_mode={mode}",
+        f"--backend={backend}",
+        model_name=MODEL,
+        model_base_path=tiny_model_base,
     ) as process:
+        process.backend = "native" if backend == "auto" else backend
         yield process
 
 

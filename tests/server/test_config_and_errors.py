@@ -118,6 +118,7 @@ def test_flags_keep_tensorflow_model_servers_names_and_defaults() -> None:
         "drain_grace_seconds": 10.0,
         "max_request_batch_size": 10_000,
         "grpc_server_mode": "threads",
+        "backend": "auto",
         "version": False,
     }
 

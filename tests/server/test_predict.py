@@ -122,6 +122,9 @@ def test_metadata_has_signatures_and_max_k(predict_stub: Any, server: Any) -> No
     rest = requests.get(f"{server.rest_url}/v1/models/{MODEL}/metadata", timeout=10).json()
     assert rest["model_spec"] == {"name": MODEL, "signature_name": "", "version": "1"}
     assert rest["metadata"]["scann_manifest"]["max_k"] == 50
+    # Metadata says which backend runs the version (beside the version's own manifest).
+    assert manifest["serving_backend"]["backend"] == server.backend
+    assert rest["metadata"]["scann_manifest"]["serving_backend"]["backend"] == server.backend
     assert "retrieve" in rest["metadata"]["signature_def"]["signature_def"]
 
 
@@ -132,13 +135,16 @@ def test_status_grpc_and_rest(model_stub: Any, server: Any) -> None:
     [status] = response.model_version_status
     assert status.version == 1
     assert status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    # The status message of an AVAILABLE version names the backend that runs it, and why.
+    reason = status.status.error_message
+    assert reason.startswith("--backend=") and server.backend in reason, reason
     rest = requests.get(f"{server.rest_url}/v1/models/{MODEL}", timeout=10).json()
     assert rest == {
         "model_version_status": [
             {
                 "version": "1",
                 "state": "AVAILABLE",
-                "status": {"error_code": "OK", "error_message": ""},
+                "status": {"error_code": "OK", "error_message": reason},
             }
         ]
     }

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
+from scann_serving.server._bundle import BUNDLE_RELPATH
 from serve_helpers import ServerProcess
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -95,6 +96,9 @@ def test_new_version_replaces_old_then_broken_versions_never_do(
 
         def truncate(version_dir: Path) -> None:
             data = next((version_dir / "variables").glob("variables.data-*"))
+            data.write_bytes(data.read_bytes()[:100])
+            # The same damage to the native bundle, which `--backend=auto` would serve.
+            data = version_dir / BUNDLE_RELPATH / "candidates.offsets.npy"
             data.write_bytes(data.read_bytes()[:100])
 
         publish_copy(base, base / "2", 3, truncate)

@@ -129,7 +129,8 @@ class VersionStatus:
         version: The version number.
         state: `"AVAILABLE"`, `"LOADING"`, `"START"`, `"UNLOADING"`, `"END"` or `"UNKNOWN"`.
         error_code: `"OK"` or the canonical error code name of a failed load.
-        error_message: The failure's message (empty when OK).
+        error_message: The failure's message; for an AVAILABLE version, empty from TF
+            Serving and, from scann-serve, which backend runs it and why.
     """
 
     version: int

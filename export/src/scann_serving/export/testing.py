@@ -93,6 +93,7 @@ def make_tiny_version(
     max_k: int = 50,
     index_config: IndexConfig | None = None,
     native_bundle: bool = True,
+    native_tower: bool = True,
 ) -> Path:
     """Publishes a small real ScaNN retrieval model under `base_path` and returns its directory.
 
@@ -100,7 +101,8 @@ def make_tiny_version(
     can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index.
     With `native_bundle` (the default) the version carries `assets.extra/native/` too, so
     `scann-serve --backend=native` serves it; its tower is the spec's table (unknown keys
-    get the zero row, as the SavedModel's tower gives them).
+    get the zero row, as the SavedModel's tower gives them). `native_tower=False` leaves the
+    tower out, as for a query tower that is not a lookup table (`search_embedding` only).
     """
     from scann_serving.export._module import RetrievalModule
     from scann_serving.export._savedmodel import (
@@ -154,7 +156,9 @@ def make_tiny_version(
             identifiers=spec.identifiers,
             settings=search_settings(config, k, max_k),
             towers=Towers(None, spec.identifiers, spec.item_embeddings),
-            table=QueryTable(TOWER_STRING, rows, keys=keys, oov_row=len(spec.users)),
+            table=QueryTable(TOWER_STRING, rows, keys=keys, oov_row=len(spec.users))
+            if native_tower
+            else None,
         )
 
     return export_version(

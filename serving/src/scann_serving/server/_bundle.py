@@ -8,7 +8,7 @@ Layout, under `<version>/assets.extra/native/`:
 bundle.json                 format, knobs, tower kind, the signatures it covers, file list
 signature_defs.pb           tensorflow.serving.SignatureDefMap: what GetModelMetadata reports
 scann/                      ScaNN's own serialized searcher (scann_assets.pbtxt, relative paths)
-identifiers.bin + .offsets.npy      candidate identifiers: UTF-8 bytes + int64 offsets [n+1]
+candidates.bin + .offsets.npy       candidate identifiers: UTF-8 bytes + int64 offsets [n+1]
 query_rows.npy              lookup towers: float32 [rows, dim], the tower's output per row
 query_keys.bin + .offsets.npy       string towers: the vocabulary, key i -> row i
 ```
@@ -51,6 +51,8 @@ BUNDLE_RELPATH = f"{ASSETS_EXTRA}/{BUNDLE_DIRNAME}"
 METADATA_FILENAME = "bundle.json"
 SIGNATURE_DEFS_FILENAME = "signature_defs.pb"
 SCANN_DIRNAME = "scann"
+#: The candidate identifiers' files (`candidates.bin`, `candidates.offsets.npy`).
+CANDIDATES = "candidates"
 #: Signatures a bundle serves with a lookup tower; without one only `search_embedding`.
 TABLE_SIGNATURES = (SERVING_DEFAULT, RETRIEVE, SEARCH_EMBEDDING, RETRIEVE_WITH_EXCLUSIONS)
 EMBEDDING_SIGNATURES = (SEARCH_EMBEDDING,)
@@ -106,13 +108,13 @@ def write_bundle(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SCANN_DIRNAME).mkdir()
     searcher.serialize(str(directory / SCANN_DIRNAME), relative_path=True)
-    _write_strings(directory / "identifiers", identifiers)
+    _write_strings(directory / CANDIDATES, identifiers)
     (directory / SIGNATURE_DEFS_FILENAME).write_bytes(signature_defs)
     meta: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "num_candidates": len(identifiers),
         "embedding_dim": embedding_dim,
-        "k": settings.k,
+        "default_k": settings.k,
         "max_k": settings.max_k,
         "leaves_to_search": settings.leaves_to_search,
         "reordering": settings.reordering,
@@ -154,7 +156,7 @@ def read_info(directory: Path) -> BundleInfo:
             tower=meta["tower"],
             signatures=tuple(meta["signatures"]),
             settings=SearchSettings(
-                k=int(meta["k"]),
+                k=int(meta["default_k"]),
                 max_k=int(meta["max_k"]),
                 leaves_to_search=int(meta["leaves_to_search"]),
                 reordering=int(meta["reordering"]),
@@ -196,7 +198,7 @@ def read_bundle(directory: Path) -> NativeIndex:
         searcher = scann_ops_pybind.load_searcher(
             str(directory / SCANN_DIRNAME), assets_backcompat_shim=False
         )
-        identifiers = _read_strings(directory / "identifiers")
+        identifiers = _read_strings(directory / CANDIDATES)
         table = None
         if info.tower is not None:
             rows = np.load(directory / "query_rows.npy", allow_pickle=False)

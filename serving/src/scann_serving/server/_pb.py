@@ -91,7 +91,7 @@ def _extra_file() -> descriptor_pb2.FileDescriptorProto:
     )
     task = ".tensorflow.serving.InferenceTask"
     _message(types, "MultiInferenceRequest", [_field("tasks", 1, _MSG, task, _REP)])
-    _message(types, "MultiInferenceResponse", [_field("model_spec", 2, _MSG, spec)])
+    _message(types, "MultiInferenceResponse", [])  # never sent: MultiInference always errs
     _message(
         types,
         "FileSystemStoragePathSourceConfig",
