@@ -26,11 +26,12 @@ COPY pyproject.toml uv.lock ./
 COPY client/pyproject.toml client/pyproject.toml
 COPY export/pyproject.toml export/pyproject.toml
 COPY serving/pyproject.toml serving/pyproject.toml
-RUN uv sync --frozen --no-dev --no-editable --package scann-serving-server \
+# The full image keeps the TensorFlow backend: the server's `[tensorflow]` extra.
+RUN uv sync --frozen --no-dev --no-editable --package scann-serving-server --extra tensorflow \
       --no-install-workspace
 COPY client client
 COPY serving serving
-RUN uv sync --frozen --no-dev --no-editable --package scann-serving-server && \
+RUN uv sync --frozen --no-dev --no-editable --package scann-serving-server --extra tensorflow && \
     /opt/venv/bin/scann-serve --help >/dev/null
 
 # ---------------------------------------------------------------------------------------

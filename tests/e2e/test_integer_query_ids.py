@@ -195,6 +195,10 @@ def test_the_export_records_an_int64_query(exported: Path) -> None:
     assert manifest["index"]["training_iterations"] == 5
     assert manifest["verification"]["identical_identifiers"] is True
     assert manifest["evaluation"]["recall_at_k"] == 1.0
+    # The Embedding over ids is a lookup table: the native bundle carries its rows and
+    # answers every signature like the SavedModel (checked in the fresh process).
+    assert manifest["native"]["tower"] == "integer_table"
+    assert manifest["verification"]["native"]["rows_compared"] >= 2000
 
 
 def test_official_stubs_send_int64_ids(served: ServerProcess, keras_model: KerasModel) -> None:

@@ -1,9 +1,11 @@
 """What the core, the batcher and the manager need from one loaded model version.
 
 `Servable` is the seam between the serving core and a model runtime: the TensorFlow
-SavedModel implementation (`_model.ServableVersion`) is one, the tests' fake is another.
-The manager builds servables through a `ServableLoader`, so nothing here imports
-TensorFlow. The request checks every implementation shares live here too (pure numpy):
+SavedModel implementation (`_model.ServableVersion`) is one, the native bundle's
+(`_native_model.NativeServable`) another, the tests' fake a third. The manager builds
+servables through a `ServableLoader` (`_backend` picks the implementation per version),
+so nothing here imports TensorFlow. Implementations may also say which backend they are
+(`backend`, `backend_reason`); the manager and core read those with `getattr`. The request checks every implementation shares live here too (pure numpy):
 a request that is wrong answers INVALID_ARGUMENT with a message before a model sees it.
 """
 
