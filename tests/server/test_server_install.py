@@ -53,6 +53,14 @@ def test_installs_without_tensorflow(server_venv: Path) -> None:
     assert {"scann-serving-server", "scann-serving-client", "scann", "grpcio", "numpy"} <= dists
     heavy = ("tensorflow", "tf-keras", "keras", "tf-nightly", "jax")
     assert not {d for d in dists if d.startswith(heavy)}, sorted(dists)
+    done = subprocess.run(
+        [str(server_venv / "scann-serve"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "(tensorflow none, scann 1.4.2)" in done.stdout
 
 
 def test_serves_a_version_natively(

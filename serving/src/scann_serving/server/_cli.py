@@ -168,8 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         from importlib.metadata import version
 
+        from scann_serving.server._preflight import installed_versions
+
+        # TensorFlow is the optional `[tensorflow]` extra: "none" when only native is installed.
+        tensorflow = installed_versions()["tensorflow"] or "none"
         print(
-            f"scann-serve {version('scann-serving-server')} (tensorflow {version('tensorflow')}, "
+            f"scann-serve {version('scann-serving-server')} (tensorflow {tensorflow}, "
             f"scann {version('scann')})"
         )
         return 0
