@@ -27,6 +27,9 @@ for user in 1 42 314; do
   echo "-- user $user"
   scann-query --target "localhost:$GRPC_PORT" --model "$MODEL" --query "$user" -k 5
 done
+echo "-- user 42, only comedies or dramas released in 1980 or later (retrieve_filtered)"
+scann-query --target "localhost:$GRPC_PORT" --model "$MODEL" --query 42 -k 5 \
+  --allow genre=Comedy genre=Drama --where "year>=1980"
 echo "-- the same over REST"
 python3 - "$REST_PORT" "$MODEL" <<'PY'
 import json, sys, urllib.request

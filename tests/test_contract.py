@@ -43,6 +43,8 @@ SAME_STRING_OTHER_MEANING: dict[tuple[str, str], tuple[int, str]] = {
     ("export/_options.py", "serving_default"): (1, "TensorFlow's key, in the user's query tower"),
     ("export/_own_towers.py", "serving_default"): (1, "TensorFlow's key, in the user's tower"),
     ("export/_module.py", "identifiers"): (1, "the name of the catalogue's tf.Variable"),
+    ("client/_tensors.py", "="): (1, "numpy's native byte order"),
+    ("server/_config.py", "="): (1, "the flag=value separator"),
 }
 
 #: Names a package still spells itself, for now: package -> values.
@@ -143,6 +145,12 @@ def test_the_contract_values_are_the_published_ones() -> None:
         "embedding",
         "exclude",
     )
+    assert contract.RETRIEVE_FILTERED == "retrieve_filtered"
+    assert contract.OPTIONAL_SIGNATURE_NAMES == ("retrieve_filtered",)
+    assert (contract.ALLOW, contract.DENY, contract.NUMERIC) == ("allow", "deny", "numeric")
+    assert contract.TOKEN_SEPARATOR == "="
+    assert contract.ATTRIBUTES_DIRNAME == "attributes"
+    assert contract.ATTRIBUTES_MANIFEST_KEY == "attributes"
     assert contract.OUTPUT_NAMES == (contract.IDENTIFIERS, contract.SCORES)
     assert contract.OUTPUT_NAMES == ("identifiers", "scores")
     assert contract.MANIFEST_PATH == "assets.extra/scann_manifest.json"
@@ -200,7 +208,15 @@ def test_the_export_declares_exactly_the_contract_inputs_and_outputs() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Dict) and node.keys:
                 outputs.append({_resolve(key, names) for key in node.keys})
-    assert inputs == {contract.QUERY, contract.K, contract.EMBEDDING, contract.EXCLUDE}
+    assert inputs == {
+        contract.QUERY,
+        contract.K,
+        contract.EMBEDDING,
+        contract.EXCLUDE,
+        contract.ALLOW,
+        contract.DENY,
+        contract.NUMERIC,
+    }
     # The result of every signature: exactly the contract's outputs.
     assert outputs and all(keys == set(contract.OUTPUT_NAMES) for keys in outputs), outputs
 

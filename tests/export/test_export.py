@@ -69,12 +69,25 @@ def test_manifest_of_the_tuned_tree_version(shared_export: SharedExport) -> None
     assert manifest["verification"]["requests_replayed"] == manifest["warmup_records"] > 0
     assert manifest["dataset"]["fingerprint"].startswith("sha256:")
     assert len(manifest["training"]["loss_per_epoch"]) == 1
+    # The synthetic dataset carries genres and years, so the version also filters.
     assert set(manifest["signatures"]) == {
         "serving_default",
         "retrieve",
         "search_embedding",
         "retrieve_with_exclusions",
+        "retrieve_filtered",
     }
+    attributes = manifest["attributes"]
+    assert set(attributes["namespaces"]) == {"genre"} and set(attributes["numeric_attributes"]) == {
+        "year"
+    }
+    assert attributes["candidates_with_tokens"] == manifest["num_candidates"]
+    assert (
+        1930
+        <= attributes["numeric_attributes"]["year"]["min"]
+        <= attributes["numeric_attributes"]["year"]["max"]
+    )
+    assert (shared_export.base / "1" / attributes["layout"] / "schema.json").is_file()
 
 
 def test_evaluation_of_the_brute_force_version(shared_export: SharedExport) -> None:

@@ -10,6 +10,7 @@ from scann_serving.client._base import BaseRetrievalClient, _Key
 from scann_serving.client._channel import Stubs, aio_channel
 from scann_serving.client._config import UNSET, TimeoutTypes
 from scann_serving.client._errors import InvalidArgument, translate_rpc_errors
+from scann_serving.client._filters import Restricts, Tokens
 from scann_serving.client._protocol import parse_status
 from scann_serving.client._types import ModelMetadata, ModelStatus, RetrievalResult
 from scann_serving.client._validate import Exclusions, Queries
@@ -39,12 +40,15 @@ class AsyncRetrievalClient(BaseRetrievalClient):
         version: int | None = None,
         label: str | None = None,
         exclude: Exclusions | None = None,
+        allow: Tokens | None = None,
+        deny: Tokens | None = None,
+        where: Restricts | None = None,
         timeout: TimeoutTypes = UNSET,
     ) -> RetrievalResult:
         """The top-k candidates for raw query keys; see `RetrievalClient.retrieve`."""
         key = self._key(version, label)
         meta = await self._metadata(key, timeout)
-        plan = self._plan_retrieve(meta, key, queries, k, exclude)
+        plan = self._plan_retrieve(meta, key, queries, k, exclude, allow, deny, where)
         return self._result(plan, await self._call(self._stubs.predict, plan.request, timeout))
 
     async def search(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scann_serving.client import _filters as filters
 from scann_serving.client import _validate as check
 from scann_serving.client._config import (
     DEFAULT_KEEPALIVE,
@@ -27,6 +28,7 @@ from scann_serving.client._config import (
     channel_options,
 )
 from scann_serving.client._errors import InvalidRequest
+from scann_serving.client._filters import Restricts, Tokens
 from scann_serving.client._proto import tf_framework_pb2 as fw
 from scann_serving.client._proto import tf_serving_pb2 as pb
 from scann_serving.client._protocol import (
@@ -49,10 +51,14 @@ from scann_serving.client._validate import Exclusions, Queries
 
 # The signatures and tensor names of the retrieval contract (docs/ARCHITECTURE.md).
 from scann_serving.client.contract import (
+    ALLOW,
+    DENY,
     EMBEDDING,
     EXCLUDE,
+    NUMERIC,
     QUERY,
     RETRIEVE,
+    RETRIEVE_FILTERED,
     RETRIEVE_WITH_EXCLUSIONS,
     SEARCH_EMBEDDING,
     SERVING_DEFAULT,
@@ -199,7 +205,17 @@ class BaseRetrievalClient:
         queries: Queries,
         k: int | None,
         exclude: Exclusions | None,
+        allow: Tokens | None = None,
+        deny: Tokens | None = None,
+        where: Restricts | None = None,
     ) -> Plan:
+        if allow is not None or deny is not None or where is not None:
+            if exclude is not None:
+                raise InvalidRequest(
+                    "exclude cannot be combined with allow/deny/where; pass the identifiers "
+                    "to leave out as a deny namespace of the attributes, or filter afterwards"
+                )
+            return self._plan_filtered(meta, key, queries, k, allow, deny, where)
         if exclude is not None:
             sig = check.signature(meta, RETRIEVE_WITH_EXCLUSIONS)
             cut = None if k is None else check.check_cut(k, meta, sig.name)
@@ -221,6 +237,37 @@ class BaseRetrievalClient:
             name: tensor,
             check.input_name(sig, K, "DT_INT32", 0): int32_scalar(check.check_k(k, meta)),
         }
+        return Plan(self._predict(key, sig.name, inputs), sig.name)
+
+    def _plan_filtered(
+        self,
+        meta: ModelMetadata,
+        key: _Key,
+        queries: Queries,
+        k: int | None,
+        allow: Tokens | None,
+        deny: Tokens | None,
+        where: Restricts | None,
+    ) -> Plan:
+        sig = check.signature(meta, RETRIEVE_FILTERED)
+        if k is None:
+            if meta.default_k is None:
+                raise InvalidRequest(
+                    f"k=None: model {meta.model_name!r} declares no default k; pass k"
+                )
+            k = meta.default_k
+        k = check.check_k(k, meta)
+        name, tensor, rows = self._query_input(meta, sig, queries)
+        # One filter for every query; [""] keeps an unused input a valid [batch, 1] matrix.
+        columns = {
+            ALLOW: filters.tokens(ALLOW, allow, meta),
+            DENY: filters.tokens(DENY, deny, meta),
+            NUMERIC: filters.restricts(where, meta),
+        }
+        inputs = {name: tensor, check.input_name(sig, K, "DT_INT32", 0): int32_scalar(k)}
+        for input_key, values in columns.items():
+            matrix = [list(values) or [""] for _ in range(rows)]
+            inputs[check.input_name(sig, input_key, "DT_STRING", 2)] = string_matrix(matrix)
         return Plan(self._predict(key, sig.name, inputs), sig.name)
 
     @staticmethod

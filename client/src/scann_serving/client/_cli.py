@@ -5,6 +5,7 @@
     scann-query --target localhost:8500 --model retrieval status
     scann-query --target localhost:8500 --model retrieval metadata
     scann-query --target localhost:8500 --model retrieval --wait 60 --query 1 2 3
+    scann-query --model retrieval --query 42 --allow genre=Comedy --where "year>=1990"
 
 Exit status: 0 on success, 1 when the call fails (one line on stderr), 2 for bad usage.
 """
@@ -75,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("-k", type=int, default=None, help="candidates per query")
     query.add_argument("--exclude", nargs="+", action="extend", help="identifiers to leave out")
+    query.add_argument(
+        "--allow",
+        nargs="+",
+        action="extend",
+        metavar="NS=VALUE",
+        help="only candidates with one of these values in each namespace named "
+        "(retrieve_filtered), e.g. --allow genre=Comedy genre=Drama",
+    )
+    query.add_argument(
+        "--deny", nargs="+", action="extend", metavar="NS=VALUE", help="never these values"
+    )
+    query.add_argument(
+        "--where",
+        action="append",
+        metavar="RESTRICT",
+        help='a numeric restrict that must hold, e.g. "year>=1990" (repeatable)',
+    )
     commands = parser.add_subparsers(dest="command", metavar="{status,metadata}")
     for name in _COMMANDS:
         sub = commands.add_parser(name, help=f"print the model's {name}")
@@ -111,7 +129,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
         if bool(args.query) == bool(args.embedding):
             parser.error("pass --query KEY... or --embedding FLOATS (one of them)")
         if args.query:
-            result = client.retrieve(args.query, args.k, exclude=args.exclude, **pin)
+            result = client.retrieve(
+                args.query,
+                args.k,
+                exclude=args.exclude,
+                allow=args.allow,
+                deny=args.deny,
+                where=args.where,
+                **pin,
+            )
         else:
             result = client.search(_embeddings(args.embedding), args.k, **pin)
         queries = args.query or [f"embedding[{i}]" for i in range(len(args.embedding))]

@@ -10,6 +10,7 @@ from scann_serving.client._base import BaseRetrievalClient, _Key
 from scann_serving.client._channel import Stubs, sync_channel
 from scann_serving.client._config import UNSET, TimeoutTypes
 from scann_serving.client._errors import InvalidArgument, translate_rpc_errors
+from scann_serving.client._filters import Restricts, Tokens
 from scann_serving.client._protocol import parse_status
 from scann_serving.client._types import ModelMetadata, ModelStatus, RetrievalResult
 from scann_serving.client._validate import Exclusions, Queries
@@ -42,6 +43,9 @@ class RetrievalClient(BaseRetrievalClient):
         version: int | None = None,
         label: str | None = None,
         exclude: Exclusions | None = None,
+        allow: Tokens | None = None,
+        deny: Tokens | None = None,
+        where: Restricts | None = None,
         timeout: TimeoutTypes = UNSET,
     ) -> RetrievalResult:
         """The top-k candidates for raw query keys (e.g. user ids).
@@ -53,6 +57,14 @@ class RetrievalClient(BaseRetrievalClient):
             label: Pin a version label such as "stable" (instead of `version`).
             exclude: Identifiers to leave out (already seen): one list for every query or
                 one list per query. At most the exported k candidates come back.
+            allow: Only candidates with these attribute values, e.g. `{"genre": ["Comedy",
+                "Drama"]}`: any of the values within a namespace, every namespace named.
+                Calls `retrieve_filtered` (k defaults to the exported k).
+            deny: Never candidates with any of these values, e.g. `{"genre": ["Horror"]}`.
+            where: Numeric restricts that must all hold, e.g. `"year>=1990"` or
+                `["year>=1990", "year<2000"]` (a candidate without the value fails).
+                When fewer than k candidates pass, the rows end with identifier "" and
+                score -inf.
             timeout: Deadline in seconds for each RPC; `None` for none; default: the client's.
 
         Returns:
@@ -64,7 +76,7 @@ class RetrievalClient(BaseRetrievalClient):
         """
         key = self._key(version, label)
         meta = self._metadata(key, timeout)
-        plan = self._plan_retrieve(meta, key, queries, k, exclude)
+        plan = self._plan_retrieve(meta, key, queries, k, exclude, allow, deny, where)
         return self._result(plan, self._call(self._stubs.predict, plan.request, timeout))
 
     def search(

@@ -29,6 +29,11 @@ SEARCH_EMBEDDING: Final = "search_embedding"
 RETRIEVE_WITH_EXCLUSIONS: Final = "retrieve_with_exclusions"
 #: Every signature an exported version carries, in a fixed order.
 SIGNATURE_NAMES: Final = (SERVING_DEFAULT, RETRIEVE, SEARCH_EMBEDDING, RETRIEVE_WITH_EXCLUSIONS)
+#: `query`, `k`, `allow`, `deny`, `numeric` -> k results passing the filter, padded with
+#: (b"", -inf) when fewer pass. Only in versions exported with candidate attributes.
+RETRIEVE_FILTERED: Final = "retrieve_filtered"
+#: Signatures a version carries only when its export had what they need.
+OPTIONAL_SIGNATURE_NAMES: Final = (RETRIEVE_FILTERED,)
 
 # --- inputs -------------------------------------------------------------------------
 #: Raw query keys, string `[batch]` (the user id for the built-in two-tower model), or
@@ -40,6 +45,20 @@ K: Final = "k"
 EMBEDDING: Final = "embedding"
 #: Identifiers to leave out, string `[batch, n]`.
 EXCLUDE: Final = "exclude"
+#: Allowed attribute tokens, string `[batch, n]` of "namespace=value" ("" pads a row).
+ALLOW: Final = "allow"
+#: Denied attribute tokens, string `[batch, n]` of "namespace=value" ("" pads a row).
+DENY: Final = "deny"
+#: Numeric restricts, string `[batch, m]` such as "year>=1990" ("" pads a row).
+NUMERIC: Final = "numeric"
+
+# --- the filter grammar of `retrieve_filtered` ----------------------------------------
+#: Separates a token's namespace from its value: "genre=Comedy".
+TOKEN_SEPARATOR: Final = "="
+#: The comparison operators of a numeric restrict, longest first (how they are matched).
+NUMERIC_OPERATORS: Final = ("<=", ">=", "==", "!=", "<", ">")
+#: One numeric restrict: a name, an operator, a finite decimal number ("year >= 1990").
+NUMERIC_RESTRICT_PATTERN: Final = r"\s*([^\s<>=!]+)\s*(<=|>=|==|!=|<|>)\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*"
 
 # --- outputs (every signature) -----------------------------------------------------
 #: Candidate identifiers, string `[batch, k]`, best first.
@@ -60,6 +79,10 @@ WARMUP_FILENAME: Final = "tf_serving_warmup_requests"
 MANIFEST_PATH: Final = f"{ASSETS_EXTRA}/{MANIFEST_FILENAME}"
 #: The warmup requests, relative to a version directory.
 WARMUP_PATH: Final = f"{ASSETS_EXTRA}/{WARMUP_FILENAME}"
+#: The candidate attribute table as plain files (numpy .npy + JSON), inside `ASSETS_EXTRA`.
+ATTRIBUTES_DIRNAME: Final = "attributes"
+#: The manifest key of the attribute schema (namespaces, token counts, numeric ranges).
+ATTRIBUTES_MANIFEST_KEY: Final = "attributes"
 
 # --- GetModelMetadata ---------------------------------------------------------------
 #: TF Serving's metadata field (and REST key) for the SignatureDefs.
@@ -68,22 +91,32 @@ SIGNATURE_DEF_METADATA_FIELD: Final = "signature_def"
 MANIFEST_METADATA_FIELD: Final = "scann_manifest"
 
 __all__ = [
+    "ALLOW",
     "ASSETS_EXTRA",
+    "ATTRIBUTES_DIRNAME",
+    "ATTRIBUTES_MANIFEST_KEY",
+    "DENY",
     "EMBEDDING",
     "EXCLUDE",
     "IDENTIFIERS",
     "MANIFEST_FILENAME",
     "MANIFEST_METADATA_FIELD",
     "MANIFEST_PATH",
+    "NUMERIC",
+    "NUMERIC_OPERATORS",
+    "NUMERIC_RESTRICT_PATTERN",
+    "OPTIONAL_SIGNATURE_NAMES",
     "OUTPUT_NAMES",
     "QUERY",
     "RETRIEVE",
+    "RETRIEVE_FILTERED",
     "RETRIEVE_WITH_EXCLUSIONS",
     "SCORES",
     "SEARCH_EMBEDDING",
     "SERVING_DEFAULT",
     "SIGNATURE_DEF_METADATA_FIELD",
     "SIGNATURE_NAMES",
+    "TOKEN_SEPARATOR",
     "WARMUP_FILENAME",
     "WARMUP_PATH",
     "K",

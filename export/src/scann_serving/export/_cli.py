@@ -81,6 +81,19 @@ def _data_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--synthetic-items", type=int, default=SyntheticSpec.num_items)
     g.add_argument("--synthetic-interactions", type=int, default=SyntheticSpec.num_interactions)
     g.add_argument("--tfds-data-dir", help="TFDS data directory for movielens/100k")
+    g.add_argument(
+        "--candidate-attributes",
+        type=Path,
+        metavar="PATH",
+        help="CSV/TSV/Parquet of candidate attributes for retrieve_filtered: the id column "
+        "(--candidate-id-column) plus one column per token namespace ('|'-separated values "
+        "or lists) or numeric attribute (default: the dataset's own, e.g. genre and year)",
+    )
+    g.add_argument(
+        "--no-attributes",
+        action="store_true",
+        help="export no attributes (and so no retrieve_filtered signature)",
+    )
 
 
 def _training_flags(g: argparse._ArgumentGroup) -> None:
@@ -185,6 +198,9 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         verify=not args.no_verify,
         native_bundle=not args.no_native_bundle,
         seed=args.seed,
+        candidate_attributes=args.candidate_attributes,
+        candidate_id_column=args.candidate_id_column,
+        attributes=not args.no_attributes,
     )
 
 

@@ -26,6 +26,10 @@ class ExportConfig:
         eval_queries: Held-out queries for recall, tuning and latency.
         verify: Load the version in a fresh process before publishing it.
         native_bundle: Write the TF-free native bundle (and verify it with the version).
+        candidate_attributes: A CSV/TSV/Parquet table of candidate attributes (its id
+            column is `candidate_id_column`); without it the dataset's own attributes
+            (GroupLens genres and years, the synthetic ones) are used, if any.
+        attributes: Whether to export attributes at all (`retrieve_filtered`).
     """
 
     output: Path
@@ -45,6 +49,9 @@ class ExportConfig:
     verify: bool = True
     native_bundle: bool = True
     seed: int = 42
+    candidate_attributes: Path | None = None
+    candidate_id_column: str = "identifier"
+    attributes: bool = True
 
     def validate(self) -> None:
         """Raises `ValueError` naming the option when the combination cannot work."""
@@ -56,5 +63,7 @@ class ExportConfig:
             raise ValueError(f"--augment-candidates {self.augment_candidates} must be >= 0")
         if self.eval_queries < 1 or self.latency_queries < 1:
             raise ValueError("--eval-queries and --latency-queries must be positive")
+        if self.candidate_attributes is not None and not self.attributes:
+            raise ValueError("--candidate-attributes and --no-attributes contradict each other")
         if self.version is not None and self.version < 1:
             raise ValueError(f"--version {self.version} must be a positive integer")

@@ -12,10 +12,13 @@ MovieLens sources, as in the TFRS retrieval tutorial). Sources:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scann_serving.export._manifest import fingerprint
+
+if TYPE_CHECKING:
+    from scann_serving.export._attributes import CandidateAttributes
 
 SPLIT_SEED = 42
 DEFAULT_TEST_FRACTION = 0.2
@@ -153,6 +156,7 @@ class Interactions:
         users: The user vocabulary (query keys), unique strings.
         items: The candidate catalogue (identifiers), unique strings.
         details: Source description for the manifest (paths, columns, split).
+        attributes: What the source says about its candidates (genres, year), or None.
     """
 
     name: str
@@ -163,6 +167,7 @@ class Interactions:
     users: np.ndarray
     items: np.ndarray
     details: dict[str, Any] = field(default_factory=dict)
+    attributes: CandidateAttributes | None = None
 
     @property
     def num_interactions(self) -> int:
@@ -196,6 +201,7 @@ def from_pairs(
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = SPLIT_SEED,
     details: dict[str, Any] | None = None,
+    attributes: CandidateAttributes | None = None,
 ) -> Interactions:
     """Shuffles pairs with `seed` and splits off `test_fraction` as the test split.
 
@@ -220,6 +226,7 @@ def from_pairs(
         users=_unique(users),
         items=_unique(pool),
         details={"split_seed": seed, "test_fraction": test_fraction, **(details or {})},
+        attributes=attributes,
     )
 
 
@@ -314,6 +321,8 @@ def synthetic(
         users.extend([user_key(u + 1)] * len(chosen))
         items.extend(catalogue[chosen])
     details = {"generator": {"kind": "synthetic", **vars(spec)}}
+    from scann_serving.export._attributes import synthetic_attributes
+
     return from_pairs(
         "synthetic",
         np.asarray(users, dtype=object),
@@ -321,6 +330,7 @@ def synthetic(
         catalogue=catalogue,
         test_fraction=test_fraction,
         details=details,
+        attributes=synthetic_attributes(catalogue, spec.seed),
     )
 
 

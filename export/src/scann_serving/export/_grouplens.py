@@ -10,7 +10,9 @@ Two file formats, as GroupLens publishes them:
   comma): UTF-8 text; undecodable bytes are a `DataError` naming the file and line.
 
 Movie ids become their titles, release year included (`Toy Story (1995)`), as the TFRS
-tutorial identifies candidates.
+tutorial identifies candidates. Each title also gets the attributes the files carry: the
+`genre` namespace (ml-100k's flags, the other releases' '|'-separated genres) and the
+numeric `year` (ml-100k's release date, else the title's year).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.export._attribute_sources import ml100k_movie_attributes, split_genres
+from scann_serving.export._attributes import CandidateAttributes, grouplens_attributes
 from scann_serving.export._data import DEFAULT_TEST_FRACTION, DataError, Interactions, from_pairs
 from scann_serving.export._text import (
     UTF8,
@@ -31,6 +35,8 @@ from scann_serving.export._text import (
 )
 
 DOWNLOADS = "https://files.grouplens.org/datasets/movielens/"
+#: Columns read when a CSV file has them (movies.csv's genres).
+_OPTIONAL_COLUMNS = ("genres",)
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def grouplens(
     release = RELEASES[kind]
     files = _Files(kind, path)
     read = _read_csv if release.is_csv else _read_legacy
-    users, items, catalogue, encodings = read(files, release)
+    users, items, catalogue, encodings, attributes = read(files, release)
     return from_pairs(
         f"{kind}:{path}",
         users,
@@ -84,16 +90,20 @@ def grouplens(
         catalogue=catalogue,
         test_fraction=test_fraction,
         details={"source": kind, "path": str(path), "encoding": encodings},
+        attributes=attributes,
     )
 
 
-_Read = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]
+_Read = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str], CandidateAttributes]
 
 
 def _read_legacy(files: _Files, release: Release) -> _Read:
     assert release.ratings_sep is not None and release.movies_sep is not None
     movie_rows, movie_encoding = files.lines(release.movies)
     titles: dict[str, str] = {}
+    # Per title (a title listed twice keeps its last line, as `titles` does).
+    genres: dict[str, tuple[str, ...]] = {}
+    years: dict[str, float] = {}
     for line_no, line in movie_rows:
         fields = line.split(release.movies_sep)
         if len(fields) < 2:
@@ -102,6 +112,11 @@ def _read_legacy(files: _Files, release: Release) -> _Read:
                 f"'id{release.movies_sep}title'"
             )
         titles[fields[0]] = fields[1]
+        if release.movies == "u.item":
+            genres[fields[1]], years[fields[1]] = ml100k_movie_attributes(fields)
+        else:
+            genres[fields[1]] = split_genres(fields[2]) if len(fields) > 2 else ()
+            years[fields[1]] = float("nan")
     rating_rows, rating_encoding = files.lines(release.ratings)
     users, items = [], []
     sep = release.ratings_sep
@@ -117,12 +132,25 @@ def _read_legacy(files: _Files, release: Release) -> _Read:
         users.append(fields[0])
         items.append(titles[fields[1]])
     encodings = {release.movies: movie_encoding, release.ratings: rating_encoding}
-    return _objects(users), _objects(items), _objects(titles.values()), encodings
+    attributes = grouplens_attributes(
+        list(genres), list(genres.values()), list(years.values()), source=files.kind
+    )
+    return _objects(users), _objects(items), _objects(titles.values()), encodings, attributes
 
 
 def _read_csv(files: _Files, release: Release) -> _Read:
     movies = files.frame(release.movies, ("movieId", "title"))
     titles = dict(zip(movies["movieId"], movies["title"], strict=True))
+    genre_column = movies["genres"] if "genres" in movies.columns else None
+    genres = dict(
+        zip(
+            movies["title"],
+            [split_genres(g) for g in genre_column]
+            if genre_column is not None
+            else [()] * len(movies),
+            strict=True,
+        )
+    )
     ratings = files.frame(release.ratings, ("userId", "movieId"))
     items = ratings["movieId"].map(titles)
     unknown = np.flatnonzero(items.isna().to_numpy())
@@ -133,7 +161,8 @@ def _read_csv(files: _Files, release: Release) -> _Read:
         raise files.unknown_movie(release, line, str(ratings["movieId"].iloc[row]))
     encodings = {release.movies: UTF8, release.ratings: UTF8}
     users = ratings["userId"].to_numpy(dtype=object)
-    return users, items.to_numpy(dtype=object), _objects(titles.values()), encodings
+    attributes = grouplens_attributes(list(genres), list(genres.values()), source=files.kind)
+    return users, items.to_numpy(dtype=object), _objects(titles.values()), encodings, attributes
 
 
 def _objects(values: Any) -> np.ndarray:
@@ -172,7 +201,7 @@ class _Files:
             frame = pd.read_csv(
                 io.BytesIO(raw),
                 dtype=str,
-                usecols=lambda column: column in columns,
+                usecols=lambda column: column in (*columns, *_OPTIONAL_COLUMNS),
                 encoding=UTF8,
                 keep_default_na=False,  # a movie may be called "NaN" or "None"
                 skip_blank_lines=False,  # keeps row i on line i + 2

@@ -6,7 +6,8 @@ built on the first call, so only the first (warmup) request pays for rebuilding 
 (A `TrackableResource` would be neater but cannot be exported: its creation function would
 have to read the state variables in the export graph.) Signature contract
 (docs/ARCHITECTURE.md): `serving_default`, `retrieve`, `search_embedding`,
-`retrieve_with_exclusions`, each returning `identifiers` (string [batch, k]) and `scores`
+`retrieve_with_exclusions` and, with candidate attributes, `retrieve_filtered`
+(`_filtering`), each returning `identifiers` (string [batch, k]) and `scores`
 (float32 [batch, k]); `query` is string [batch], or int64 [batch] for a tower over ids.
 """
 
@@ -18,14 +19,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from scann_serving.client.contract import (
+    ALLOW,
+    DENY,
     EMBEDDING,
     EXCLUDE,
     IDENTIFIERS,
+    NUMERIC,
     QUERY,
+    RETRIEVE_FILTERED,
     SCORES,
     SIGNATURE_NAMES,
     K,
 )
+from scann_serving.export._attributes import AttributeTable
 from scann_serving.export._index import IndexConfig
 from scann_serving.export._text import encode_utf8
 from scann_serving.export._types import ExportedSearcher
@@ -48,6 +54,11 @@ class RetrievalModule(tf.Module):
         max_k: Largest k `retrieve` accepts.
         query_dtype: The dtype of the `query` input: "string" (raw keys), or "int64" for a
             query tower over integer ids.
+        attributes: The candidates' attributes (row-aligned); adds `retrieve_filtered`.
+        embeddings: The candidate embeddings, float32 `[n, dim]` (needed with `attributes`:
+            the filtered search scores small passing sets exactly).
+        exact_max_passing: `retrieve_filtered` scores the passing candidates exactly when
+            at most this many pass (default: `_filtering.exact_max_passing(n)`).
     """
 
     def __init__(
@@ -61,6 +72,9 @@ class RetrievalModule(tf.Module):
         k: int,
         max_k: int,
         query_dtype: str = "string",
+        attributes: AttributeTable | None = None,
+        embeddings: np.ndarray | None = None,
+        exact_max_passing: int | None = None,
     ) -> None:
         super().__init__(name="scann_retrieval")
         n = len(identifiers)
@@ -78,6 +92,22 @@ class RetrievalModule(tf.Module):
         knobs = index_config.search_kwargs()
         self.reordering = tf.constant(knobs.get("pre_reorder_num_neighbors", 0), tf.int32)
         self.leaves_to_search = tf.constant(knobs.get("leaves_to_search", -1), tf.int32)
+        self.num_leaves = 0 if index_config.brute_force else index_config.num_leaves
+        self.num_candidates = n
+        self.candidate_filter = None
+        if attributes is not None:
+            from scann_serving.export._filtering import CandidateFilter
+            from scann_serving.export._filtering import exact_max_passing as default_exact
+
+            if embeddings is None:
+                raise ValueError("attributes need the candidate embeddings (embeddings=...)")
+            self.candidate_filter = CandidateFilter(
+                attributes,
+                embeddings,
+                exact_max_passing=exact_max_passing
+                if exact_max_passing is not None
+                else default_exact(n),
+            )
         self._build_signatures(embedding_dim, tf.as_dtype(query_dtype))
 
     def _build_signatures(self, dim: int, query_dtype: tf.DType) -> None:
@@ -98,10 +128,28 @@ class RetrievalModule(tf.Module):
             lambda query, exclude: self._retrieve_excluding(self._embed(query), exclude),
             input_signature=[query, tf.TensorSpec([None, None], tf.string, name=EXCLUDE)],
         )
+        if self.candidate_filter is not None:
+            tokens = [
+                tf.TensorSpec([None, None], tf.string, name=ALLOW),
+                tf.TensorSpec([None, None], tf.string, name=DENY),
+                tf.TensorSpec([None, None], tf.string, name=NUMERIC),
+            ]
+            self.retrieve_filtered = tf.function(
+                lambda query, k, allow, deny, numeric: self._retrieve_filtered(
+                    self._embed(query), self._checked_k(k), allow, deny, numeric
+                ),
+                input_signature=[query, tf.TensorSpec([], tf.int32, name=K), *tokens],
+            )
+
+    @property
+    def signature_names(self) -> tuple[str, ...]:
+        """The signatures this module exports (`retrieve_filtered` only with attributes)."""
+        extra = (RETRIEVE_FILTERED,) if self.candidate_filter is not None else ()
+        return (*SIGNATURE_NAMES, *extra)
 
     def signatures(self) -> dict[str, Any]:
         """The concrete functions to pass to `tf.saved_model.save(signatures=...)`."""
-        return {name: getattr(self, name).get_concrete_function() for name in SIGNATURE_NAMES}
+        return {name: getattr(self, name).get_concrete_function() for name in self.signature_names}
 
     def _embed(self, query: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.query_model(query), tf.float32)
@@ -123,17 +171,64 @@ class RetrievalModule(tf.Module):
         with tf.control_dependencies([check]):
             return tf.identity(embedding)
 
-    def _search(self, embeddings: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _search(
+        self,
+        embeddings: tf.Tensor,
+        k: tf.Tensor,
+        leaves: tf.Tensor | None = None,
+        reorder: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         # `IndexConfig.search_kwargs(k)` for a k known only at query time.
-        pre_reorder = tf.where(self.reordering > 0, tf.maximum(k, self.reordering), -1)
+        reorder = self.reordering if reorder is None else reorder
+        pre_reorder = tf.where(self.reordering > 0, tf.maximum(k, reorder), -1)
         parallel = tf.shape(embeddings)[0] >= PARALLEL_MIN_BATCH
         from scann.scann_ops.py import scann_ops
 
         handle = self.index_state.recreate_handle()
         indices, scores = scann_ops.scann_search_batched(
-            handle, embeddings, k, pre_reorder, self.leaves_to_search, parallel
+            handle,
+            embeddings,
+            k,
+            pre_reorder,
+            self.leaves_to_search if leaves is None else leaves,
+            parallel,
         )
         return indices, scores
+
+    def _deep_search(self, embeddings: tf.Tensor, depth: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """ScaNN's `depth` best, searching more leaves the deeper it goes: the leaves tuned
+        for the exported k hold about k neighbours; `depth` of them spread over more, and
+        `(depth / k) ** LEAVES_EXPONENT` x the leaves keeps recall@k of the filtered
+        results at the tuned level (measured: benchmarks/bench_filtering.py)."""
+        from scann_serving.export._filtering import LEAVES_EXPONENT
+
+        if self.num_leaves == 0:  # brute force: no leaves to widen
+            return self._search(embeddings, depth)
+        ratio = tf.maximum(
+            tf.constant(1.0, tf.float64),
+            tf.cast(depth, tf.float64) / tf.cast(self.default_k, tf.float64),
+        )
+        leaves = tf.math.ceil(tf.cast(self.leaves_to_search, tf.float64) * ratio**LEAVES_EXPONENT)
+        leaves = tf.minimum(tf.cast(leaves, tf.int32), self.num_leaves)
+        # The tuned reordering budget per result, kept for `depth` results: reordering only
+        # `depth` candidates would leave no slack for the hashing's errors.
+        reorder = tf.cast(tf.math.ceil(tf.cast(self.reordering, tf.float64) * ratio), tf.int32)
+        return self._search(embeddings, depth, leaves, tf.minimum(reorder, self.num_candidates))
+
+    def _retrieve_filtered(
+        self,
+        embeddings: tf.Tensor,
+        k: tf.Tensor,
+        allow: tf.Tensor,
+        deny: tf.Tensor,
+        numeric: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
+        assert self.candidate_filter is not None
+        rows, scores = self.candidate_filter(embeddings, k, allow, deny, numeric, self._deep_search)
+        # Padding rows (-1) read as b"". Gather, never read the whole variable: a dense read
+        # of a variable also read sparsely copies it (a million strings per call).
+        found = tf.gather(self.identifiers, tf.maximum(rows, 0))
+        return {IDENTIFIERS: tf.where(rows < 0, tf.constant(b""), found), SCORES: scores}
 
     def _retrieve(self, embeddings: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         indices, scores = self._search(embeddings, k)

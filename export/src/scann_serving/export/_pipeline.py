@@ -21,6 +21,7 @@ from scann_serving.export._sources import load_dataset
 from scann_serving.export._types import Catalogue, Progress, Queries
 
 if TYPE_CHECKING:
+    from scann_serving.export._attributes import AttributeTable
     from scann_serving.export._towers import Towers
 
 WARMUP_QUERIES = 8
@@ -80,6 +81,9 @@ def export_model(config: ExportConfig, progress: Progress | None = None) -> Expo
 
     towers = _stages.towers(config, data, progress)
     catalogue = augment(towers, config.augment_candidates, config.seed, progress)
+    catalogue.attributes = attribute_table(config, data, towers.identifiers, progress)
+    if catalogue.attributes is not None and config.augment_candidates:
+        catalogue.attributes = catalogue.attributes.tile(config.augment_candidates)
     queries = held_out_queries(config, data, towers, catalogue)
     index_config = config.index.resolve(len(catalogue.embeddings), k=config.k, max_k=config.max_k)
     measured = _stages.measure(config, index_config, catalogue, queries, progress)
@@ -106,6 +110,34 @@ def load_data(config: ExportConfig, progress: Progress) -> Interactions | None:
         f"{len(data.users):,} users, {len(data.items):,} items"
     )
     return data
+
+
+def attribute_table(
+    config: ExportConfig,
+    data: Interactions | None,
+    identifiers: np.ndarray,
+    progress: Progress,
+) -> AttributeTable | None:
+    """The attributes of the (unaugmented) catalogue: `--candidate-attributes`, else the
+    dataset's own, else None (then the version has no `retrieve_filtered`)."""
+    if not config.attributes:
+        return None
+    if config.candidate_attributes is not None:
+        from scann_serving.export._attribute_sources import read_attribute_file
+
+        progress(f"reading --candidate-attributes {config.candidate_attributes}")
+        source = read_attribute_file(config.candidate_attributes, config.candidate_id_column)
+    elif data is not None and data.attributes is not None:
+        source = data.attributes
+    else:
+        return None
+    table = source.align(identifiers)
+    schema = table.schema()
+    progress(
+        f"  attributes: namespaces {list(table.namespaces)}, numeric {list(table.numeric_names)}; "
+        f"{schema['candidates_with_tokens']:,} of {table.num_candidates:,} candidates have tokens"
+    )
+    return table
 
 
 def augment(towers: Towers, copies: int, seed: int, progress: Progress) -> Catalogue:

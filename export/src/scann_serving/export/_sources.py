@@ -8,7 +8,6 @@ as stored, binary Parquet columns as UTF-8; GroupLens files as `_grouplens` desc
 
 from __future__ import annotations
 
-import io
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from scann_serving.export._data import (
     synthetic,
 )
 from scann_serving.export._grouplens import RELEASES, grouplens
-from scann_serving.export._text import UTF8, decode_values, locate_undecodable
+from scann_serving.export._text import UTF8, decode_values, read_text_table
 
 TFDS_NAME = "movielens/100k"
 TFDS_HOST = "files.grouplens.org"
@@ -82,7 +81,7 @@ def interactions_file(path: Path, options: DataOptions) -> Interactions:
     if suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif suffix in (".csv", ".tsv", ".txt"):
-        frame = _read_text_table(path, "\t" if suffix == ".tsv" else ",", options.encoding)
+        frame = read_text_table(path, "\t" if suffix == ".tsv" else ",", options.encoding)
     else:
         raise DataError(f"--dataset interactions:{path}: expected a .csv, .tsv or .parquet file")
     columns = {"--user-column": options.user_column, "--item-column": options.item_column}
@@ -105,23 +104,6 @@ def interactions_file(path: Path, options: DataOptions) -> Interactions:
         test_fraction=options.test_fraction,
         details=details,
     )
-
-
-def _read_text_table(path: Path, sep: str, encoding: str) -> Any:
-    """A CSV/TSV file as strings, decoded strictly with `encoding` (a UTF-8 BOM is fine)."""
-    import pandas as pd
-
-    raw = path.read_bytes()
-    fix = (
-        f"save it as {encoding}, or pass the encoding it was written in (--encoding latin-1, "
-        "--encoding cp1252, ...)"
-    )
-    try:
-        return pd.read_csv(io.BytesIO(raw), sep=sep, dtype=str, encoding=encoding)
-    except UnicodeDecodeError:
-        raise locate_undecodable(raw, encoding, str(path), fix) from None
-    except LookupError as exc:
-        raise DataError(f"--encoding {encoding!r} is not a text encoding ({exc})") from None
 
 
 # --- TFDS, exactly as the TFRS retrieval tutorial ---------------------------------------------
@@ -158,6 +140,9 @@ def movielens_tfds(data_dir: str | None = None) -> Interactions:
         [t.decode() for t in tfds.as_numpy(movies.map(lambda x: x["movie_title"]))]
     )
     users = np.concatenate([train[0], test[0]])
+    from scann_serving.export._attributes import grouplens_attributes
+
+    items = np.unique(catalogue.astype(str)).astype(object)
     return Interactions(
         name=TFDS_NAME,
         train_users=train[0],
@@ -165,8 +150,9 @@ def movielens_tfds(data_dir: str | None = None) -> Interactions:
         test_users=test[0],
         test_items=test[1],
         users=np.unique(users.astype(str)).astype(object),
-        items=np.unique(catalogue.astype(str)).astype(object),
+        items=items,
         details={"source": "tfds", "split_seed": SPLIT_SEED, "split": "80000/20000"},
+        attributes=grouplens_attributes(items, None, source="tfds"),
     )
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.client.contract import ATTRIBUTES_DIRNAME, ATTRIBUTES_MANIFEST_KEY
+from scann_serving.export._attributes import AttributeTable
 from scann_serving.export._config import ExportConfig
 from scann_serving.export._data import Interactions
 from scann_serving.export._evaluation import (
@@ -213,6 +215,8 @@ def publish_version(
         k=config.k,
         max_k=max_k,
         query_dtype=towers.query_key.dtype,
+        attributes=catalogue.attributes,
+        embeddings=catalogue.embeddings if catalogue.attributes is not None else None,
     )
     warmup = warmup_requests(
         config.model_name,
@@ -221,6 +225,7 @@ def publish_version(
         k=config.k,
         max_k=max_k,
         query_dtype=towers.query_key.dtype,
+        attributes=catalogue.attributes,
     )
     manifest = _manifest(
         config, data, towers, catalogue, measured, signature_summary(module), max_k
@@ -230,6 +235,8 @@ def publish_version(
     def write(staging: Path) -> None:
         progress("saving the SavedModel")
         save_module(module, staging)
+        if catalogue.attributes is not None:
+            catalogue.attributes.save(staging / ASSETS_EXTRA / ATTRIBUTES_DIRNAME)
         if config.native_bundle:
             manifest["native"] = _native_bundle(staging, towers, catalogue, measured, config, max_k)
             progress(
@@ -324,4 +331,18 @@ def _manifest(
         "original_candidates": catalogue.original_size,
         "augment_copies": config.augment_candidates,
     }
+    if catalogue.attributes is not None:
+        manifest[ATTRIBUTES_MANIFEST_KEY] = attributes_block(catalogue.attributes)
     return manifest
+
+
+def attributes_block(table: AttributeTable) -> dict[str, Any]:
+    """The manifest's `attributes` block: the schema, where the plain layout is, and how
+    `retrieve_filtered` switches between over-fetching and exact scoring."""
+    from scann_serving.export._filtering import exact_max_passing
+
+    return {
+        **table.schema(),
+        "layout": f"{ASSETS_EXTRA}/{ATTRIBUTES_DIRNAME}",
+        "exact_max_passing": exact_max_passing(table.num_candidates),
+    }

@@ -9,7 +9,9 @@ the file, the line and the bytes, never a silent replacement.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,3 +130,20 @@ def split_lines(text: str) -> list[str]:
 
 def _is_utf8(encoding: str) -> bool:
     return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+
+def read_text_table(path: Path, sep: str, encoding: str) -> Any:
+    """A CSV/TSV file as strings, decoded strictly with `encoding` (a UTF-8 BOM is fine)."""
+    import pandas as pd
+
+    raw = path.read_bytes()
+    fix = (
+        f"save it as {encoding}, or pass the encoding it was written in (--encoding latin-1, "
+        "--encoding cp1252, ...)"
+    )
+    try:
+        return pd.read_csv(io.BytesIO(raw), sep=sep, dtype=str, encoding=encoding)
+    except UnicodeDecodeError:
+        raise locate_undecodable(raw, encoding, str(path), fix) from None
+    except LookupError as exc:
+        raise DataError(f"--encoding {encoding!r} is not a text encoding ({exc})") from None

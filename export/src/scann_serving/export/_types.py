@@ -101,11 +101,15 @@ class Catalogue:
         identifiers: Candidate identifiers, string `[n]`.
         embeddings: float32 `[n, dim]`, row-aligned with `identifiers`.
         original_size: Candidates before augmentation (`--augment-candidates`).
+        attributes: The candidates' attributes, row-aligned, an `_attributes.AttributeTable`
+            (typed loosely: this module sits below every other one and imports none), or
+            None: no `retrieve_filtered`.
     """
 
     identifiers: np.ndarray
     embeddings: np.ndarray
     original_size: int
+    attributes: Any = None
 
 
 @dataclass

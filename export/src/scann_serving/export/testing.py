@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scann_serving.client.contract import ATTRIBUTES_MANIFEST_KEY
+from scann_serving.export._attributes import AttributeTable, CandidateAttributes
 from scann_serving.export._index import IndexConfig, build_tf_searcher, default_config
 from scann_serving.export._manifest import build_manifest, fingerprint
 
-__all__ = ["TinyModelSpec", "make_tiny_version", "tiny_spec"]
+__all__ = ["TinyModelSpec", "make_tiny_version", "tiny_attributes", "tiny_spec"]
 
 
 class TinyModelSpec:
@@ -58,6 +60,29 @@ def tiny_spec(
     return TinyModelSpec(num_users, num_items, dim, seed)
 
 
+def tiny_attributes(spec: TinyModelSpec, seed: int = 1) -> AttributeTable:
+    """Attributes for a tiny model's candidates: `color` (one or two of five), `shop` (one
+    of three; every 10th candidate has none), numeric `year` (1950..2020; every 7th
+    missing) and `price`."""
+    rng = np.random.default_rng(seed)
+    n = len(spec.identifiers)
+    colors = ("red", "green", "blue", "black", "white")
+    color = [
+        tuple(rng.choice(colors, size=int(rng.integers(1, 3)), replace=False)) for _ in range(n)
+    ]
+    shop = [() if i % 10 == 9 else (f"shop{int(rng.integers(0, 3))}",) for i in range(n)]
+    year = rng.integers(1950, 2021, n).astype(np.float64)
+    year[6::7] = np.nan
+    price = np.round(rng.uniform(1.0, 100.0, n), 2)
+    source = CandidateAttributes(
+        spec.identifiers,
+        {"color": color, "shop": shop},
+        {"year": year, "price": price},
+        source="tiny",
+    )
+    return source.align(spec.identifiers)
+
+
 def _lookup_tower(spec: TinyModelSpec) -> Any:
     import tensorflow as tf
     from scann_serving.export._text import encode_utf8
@@ -94,11 +119,14 @@ def make_tiny_version(
     index_config: IndexConfig | None = None,
     native_bundle: bool = True,
     native_tower: bool = True,
+    attributes: AttributeTable | None = None,
+    exact_max_passing: int | None = None,
 ) -> Path:
     """Publishes a small real ScaNN retrieval model under `base_path` and returns its directory.
 
     By default 50 users x 300 items x 8 dims, brute-force ScaNN (exact results, so tests
-    can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index.
+    can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index,
+    `attributes` (e.g. `tiny_attributes(spec)`) for `retrieve_filtered`.
     With `native_bundle` (the default) the version carries `assets.extra/native/` too, so
     `scann-serve --backend=native` serves it; its tower is the spec's table (unknown keys
     get the zero row, as the SavedModel's tower gives them). `native_tower=False` leaves the
@@ -122,6 +150,9 @@ def make_tiny_version(
         embedding_dim=spec.dim,
         k=k,
         max_k=max_k,
+        attributes=attributes,
+        embeddings=spec.item_embeddings if attributes is not None else None,
+        exact_max_passing=exact_max_passing,
     )
     manifest = build_manifest(
         model_name=model_name,
@@ -139,8 +170,17 @@ def make_tiny_version(
         },
     )
     warmup = warmup_requests(
-        model_name, list(spec.users[:8]), spec.user_embeddings[:8], k=k, max_k=max_k
+        model_name,
+        list(spec.users[:8]),
+        spec.user_embeddings[:8],
+        k=k,
+        max_k=max_k,
+        attributes=attributes,
     )
+    if attributes is not None:
+        from scann_serving.export._stages import attributes_block
+
+        manifest[ATTRIBUTES_MANIFEST_KEY] = attributes_block(attributes)
 
     def bundle(staging: Path) -> None:
         from scann_serving.export._index import pybind_twin
@@ -168,4 +208,5 @@ def make_tiny_version(
         warmup=warmup,
         version=version,
         extra=bundle if native_bundle else None,
+        attributes=attributes,
     )

@@ -17,6 +17,7 @@ from scann_serving.server._errors import (
     InvalidArgument,
     ServingError,
 )
+from scann_serving.server._filters import FilterSchema
 from scann_serving.server._pb import PredictionLog, SignatureDef
 from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
 from scann_serving.server._servable import (
@@ -100,6 +101,7 @@ class ServableVersion:
             int(self.manifest["max_k"]) if self.manifest and "max_k" in self.manifest else None
         )
         self.query_ids = query_id_range(self.manifest)
+        self.filters = FilterSchema.from_manifest(self.manifest)
 
     def signature(self, name: str) -> Signature:
         """The signature called `name` ('' means serving_default), or FailedPrecondition."""
@@ -119,6 +121,7 @@ class ServableVersion:
             max_request_batch_size=self.max_request_batch_size,
             max_k=self.max_k,
             query_ids=self.query_ids,
+            filters=self.filters,
         )
 
     def _call(self, signature: Signature, inputs: dict[str, np.ndarray], wanted: list[str]) -> Any:

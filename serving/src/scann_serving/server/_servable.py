@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from scann_serving.client.contract import QUERY, SERVING_DEFAULT, K
 from scann_serving.server._errors import InvalidArgument
+from scann_serving.server._filters import FilterSchema, check_filters
 
 DEFAULT_SIGNATURE = SERVING_DEFAULT
 
@@ -129,6 +130,7 @@ def validate_inputs(
     max_request_batch_size: int,
     max_k: int | None,
     query_ids: tuple[int, int] | None = None,
+    filters: FilterSchema | None = None,
 ) -> int:
     """Checks inputs against a signature and the server's limits; returns the batch size.
 
@@ -139,6 +141,8 @@ def validate_inputs(
         max_k: Largest `k` the version accepts (the manifest's max_k), None for no bound.
         query_ids: The ids (inclusive) an integer `query` input may carry (the manifest's
             `query_key`), None for no bound.
+        filters: The attribute schema `retrieve_filtered`'s tokens and restricts may name
+            (the manifest's `attributes`), None to check only their syntax.
 
     Returns:
         The number of rows of the batched inputs, 0 when every input is a scalar.
@@ -157,6 +161,7 @@ def validate_inputs(
         _check_values(key, array, max_k)
         if key == QUERY and query_ids is not None and array.dtype.kind == "i":
             _check_ids(key, array, query_ids)
+    check_filters(inputs, filters)
     return batch
 
 
