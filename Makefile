@@ -5,7 +5,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_USE_LEGACY_KERAS := 1
 DEMO_DIR ?= out/demo-models
 
-.PHONY: install test lint format demo soak bench protos clean
+.PHONY: install test lint format demo soak bench protos clean bases images image-test
 
 # --compile-bytecode: the suite starts dozens of Python processes that import TensorFlow, and
 # where PYTHONDONTWRITEBYTECODE is set (as on CI) each one would compile it again (20 s vs 6 s).
@@ -17,7 +17,7 @@ DEMO_DIR ?= out/demo-models
 install: .venv/.installed
 
 test: install
-	$(UV) run --no-sync pytest -m "not slow"
+	$(UV) run --no-sync pytest -m "not slow and not image"
 
 lint: install
 	$(UV) run --no-sync ruff check .
@@ -27,6 +27,21 @@ lint: install
 format: install
 	$(UV) run --no-sync ruff format .
 	$(UV) run --no-sync ruff check --fix .
+
+# The container images (BUILD.md): the FROM bases are pulled, or made here with debootstrap
+# where no registry answers (cached: an image of that name is kept).
+bases:
+	bash docker/build_local_bases.sh
+
+images: bases
+	bash docker/build_images.sh
+
+# The real images run as the Kubernetes bundle runs them (tests/images). Without podman or
+# docker the tests skip with the reason instead of failing, so this target works anywhere.
+image-test: install
+	@if bash docker/container_engine.sh >/dev/null 2>&1; then $(MAKE) images; \
+	  else echo "image-test: no container engine; tests/images will skip"; fi
+	$(UV) run --no-sync pytest -m image tests/images
 
 soak: install
 	$(UV) run --no-sync pytest -m slow

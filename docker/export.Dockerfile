@@ -30,11 +30,22 @@ RUN uv sync --frozen --no-dev --no-editable --package scann-serving-export \
       --no-install-workspace
 COPY client client
 COPY export export
+# TensorFlow's C++ headers (350 MB) are only for compiling custom ops; nothing here does.
 RUN uv sync --frozen --no-dev --no-editable --package scann-serving-export && \
+    rm -rf /opt/venv/lib/python*/site-packages/tensorflow/include && \
     /opt/venv/bin/scann-export --help >/dev/null
 
 # ---------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
+# First, before anything that differs between the images, so both share this layer.
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends tini=0.19.0-1+b3 && \
+    rm -rf /var/lib/apt/lists/* && \
+    groupadd --gid 10001 scann && \
+    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin scann && \
+    mkdir -p /models && chown 10001:10001 /models
+
 ARG PYTHON_VERSION
 LABEL org.opencontainers.image.title="scann-export" \
       org.opencontainers.image.description="Builds a ScaNN retrieval model and exports a TF Serving version" \
@@ -43,14 +54,6 @@ LABEL org.opencontainers.image.title="scann-export" \
       io.scann-serving.tensorflow.version="2.20" \
       io.scann-serving.scann.version="1.4.2" \
       io.scann-serving.cpu-requirements="x86-64 avx2 fma"
-
-RUN apt-get update && \
-    apt-get install -y --no-install-recommends tini=0.19.0-1+b3 && \
-    rm -rf /var/lib/apt/lists/* && \
-    groupadd --gid 10001 scann && \
-    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin scann && \
-    mkdir -p /models && chown 10001:10001 /models
 
 COPY --from=build /opt/venv /opt/venv
 COPY --chmod=0755 docker/export_entrypoint.sh /usr/local/bin/export_entrypoint.sh

@@ -31,11 +31,22 @@ RUN uv sync --frozen --no-dev --no-editable --package scann-serving-server --ext
       --no-install-workspace
 COPY client client
 COPY serving serving
+# TensorFlow's C++ headers (350 MB) are only for compiling custom ops; nothing here does.
 RUN uv sync --frozen --no-dev --no-editable --package scann-serving-server --extra tensorflow && \
+    rm -rf /opt/venv/lib/python*/site-packages/tensorflow/include && \
     /opt/venv/bin/scann-serve --help >/dev/null
 
 # ---------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
+# First, before anything that differs between the images, so both share this layer.
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends tini=0.19.0-1+b3 && \
+    rm -rf /var/lib/apt/lists/* && \
+    groupadd --gid 10001 scann && \
+    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin scann && \
+    mkdir -p /models && chown 10001:10001 /models
+
 ARG PYTHON_VERSION
 LABEL org.opencontainers.image.title="scann-serve" \
       org.opencontainers.image.description="ScaNN retrieval models behind TensorFlow Serving's gRPC and REST API" \
@@ -44,14 +55,6 @@ LABEL org.opencontainers.image.title="scann-serve" \
       io.scann-serving.tensorflow.version="2.20" \
       io.scann-serving.scann.version="1.4.2" \
       io.scann-serving.cpu-requirements="x86-64 avx2 fma"
-
-RUN apt-get update && \
-    apt-get install -y --no-install-recommends tini=0.19.0-1+b3 && \
-    rm -rf /var/lib/apt/lists/* && \
-    groupadd --gid 10001 scann && \
-    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin scann && \
-    mkdir -p /models && chown 10001:10001 /models
 
 COPY --from=build /opt/venv /opt/venv
 COPY --chmod=0755 docker/serving_entrypoint.sh /usr/local/bin/scann_serve_entrypoint.sh

@@ -1,0 +1,537 @@
+"""The real images, run the way the Kubernetes bundle runs them (podman, `make image-test`).
+
+One story, in order, on one named volume standing in for the `scann-models` claim:
+the export image runs as the rendered export Job (its args, env, user, read-only root) and
+writes version 1; `podman kube play` runs the kind overlay's rendered Deployment with its
+ConfigMap; it becomes SERVING; the official stubs, `RetrievalClient` and REST answer what the
+exporter's own fresh-process check answers; a broken version never replaces the good one;
+a second export under client load takes over without a failed call; SIGTERM drains and the
+container exits 0. Start-up and export times go to out/image-test/measurements.json.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from _docker_support import DOCKERFILES, REPO_ROOT, one, parse_dockerfile, pod_specs
+from _podman import IMAGES, inspect, kube_documents, podman, run_argv, volume_path, write_yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_helpers import free_port
+
+pytestmark = [pytest.mark.image, pytest.mark.timeout(1500)]
+
+MODEL = "retrieval"
+CLAIM = "scann-models"
+EXPORT_TIMEOUT_S = 900
+START_TIMEOUT_S = 300
+# Model loads and warmup of the demo model take seconds; this bounds "load time" on a busy
+# two-core CI machine.
+LOAD_ALLOWANCE_S = 120
+MEASUREMENTS = REPO_ROOT / "out" / "image-test" / "measurements.json"
+
+
+def _record(**values: float) -> None:
+    MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(MEASUREMENTS.read_text()) if MEASUREMENTS.exists() else {}
+    data.update({k: round(v, 1) for k, v in values.items()})
+    MEASUREMENTS.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _flag(args: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
+
+
+# --------------------------------------------------------------------------- the volume
+@pytest.fixture(scope="module")
+def run_id(engine: str) -> str:
+    """A suffix that keeps this run's volume, containers and pod apart from any other."""
+    return f"it{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="module")
+def models_volume(run_id: str) -> Iterator[str]:
+    """A named volume for the `scann-models` claim; removed afterwards."""
+    name = f"scann-models-{run_id}"
+    podman("volume", "create", name)
+    try:
+        yield name
+    finally:
+        podman("volume", "rm", "--force", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def job_spec(kind_overlay: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec of the rendered export Job."""
+    return dict(pod_specs([one(kind_overlay, "Job", "scann-export")])[0][1])
+
+
+def run_in_export_image(
+    job: dict[str, Any], volume: str, name: str, **overrides: Any
+) -> tuple[int, str]:
+    """Runs the export image under the Job's pod spec; (exit code, its output)."""
+    argv = run_argv(job, IMAGES["export"], claims={CLAIM: volume}, name=name, **overrides)
+    try:
+        proc = podman(*argv, timeout=EXPORT_TIMEOUT_S, check=False)
+        return proc.returncode, proc.stdout + proc.stderr
+    finally:
+        podman("rm", "--force", name, check=False)
+
+
+def versions_in(volume: str) -> set[int]:
+    """The complete (numeric) versions under the volume's model base path."""
+    base = volume_path(volume) / MODEL
+    return {int(p.name) for p in base.iterdir() if p.name.isdigit()} if base.is_dir() else set()
+
+
+@pytest.fixture(scope="module")
+def version_1(job_spec: dict[str, Any], models_volume: str, run_id: str) -> Path:
+    """Version 1, written by the export image run as the Job runs it."""
+    started = time.monotonic()
+    code, out = run_in_export_image(job_spec, models_volume, f"export-{run_id}-1")
+    assert code == 0, f"the export Job's container exited {code}:\n{out[-4000:]}"
+    _record(export_job_seconds=time.monotonic() - started)
+    return volume_path(models_volume) / MODEL / "1"
+
+
+# --------------------------------------------------------------------------- what to expect
+def _tfrecords(path: Path) -> Iterator[bytes]:
+    """The records of a TFRecord file (length, crc, data, crc), without TensorFlow."""
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        yield data[offset + 12 : offset + 12 + length]
+        offset += 12 + length + 4
+
+
+@dataclass
+class Expected:
+    """One warmup request of the version and the exporter's check's answer to it."""
+
+    request: Any
+    signature: str
+    identifiers: list[list[str]]
+    scores: list[list[float]]
+
+
+@pytest.fixture(scope="module")
+def expected(
+    job_spec: dict[str, Any],
+    models_volume: str,
+    version_1: Path,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[Expected]:
+    """The exporter's own check (scann_serving.export._verify: load in a fresh process,
+    replay the warmup requests), run inside the export image on the volume's version 1."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    out = tmp_path_factory.mktemp("verify")
+    out.chmod(0o777)  # the image's user writes the report
+    code, log = run_in_export_image(
+        job_spec,
+        models_volume,
+        f"verify-{run_id}",
+        extra_volumes=["--volume", f"{out}:/out"],
+        entrypoint=["python", "-m", "scann_serving.export._verify"],
+        args=[f"/models/{MODEL}/1", "/out/report.json"],
+    )
+    assert code == 0, f"the exporter's check exited {code}:\n{log[-4000:]}"
+    results = json.loads((out / "report.json").read_text())["results"]
+    warmup = version_1 / "assets.extra" / "tf_serving_warmup_requests"
+    requests_ = [
+        prediction_log_pb2.PredictionLog.FromString(r).predict_log.request
+        for r in _tfrecords(warmup)
+    ]
+    assert len(requests_) == len(results) > 0
+    return [
+        Expected(req, res["signature"], res["identifiers"], res["scores"])
+        for req, res in zip(requests_, results, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- the pod
+@dataclass
+class Pod:
+    """The played Deployment: its one server container and the published ports."""
+
+    yaml_path: Path
+    container: str
+    grpc_port: int
+    rest_port: int
+    poll_seconds: float
+    drain_seconds: float
+    grace_seconds: int
+    pod: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def health(self) -> str:
+        """grpc.health.v1 Check("") as the readinessProbe asks it, or UNREACHABLE."""
+        with grpc.insecure_channel(self.target) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=2
+                )
+            except grpc.RpcError:
+                return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def running(self) -> bool:
+        return bool(inspect(self.container)["State"]["Running"])
+
+    def logs(self) -> str:
+        proc = podman("logs", self.container, check=False)
+        return (proc.stdout + proc.stderr)[-4000:]
+
+
+def _started_at(container: str) -> float:
+    """The container's start time ("2026-01-02T03:04:05.123456789Z") as a Unix time."""
+    text = inspect(container)["State"]["StartedAt"].rstrip("Z")
+    seconds, _, fraction = text.partition(".")
+    started = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return started.timestamp() + float(f"0.{fraction or 0}")
+
+
+def _server_container(pod_prefix: str) -> str:
+    """The name podman gave the Deployment's `server` container (<name>-pod-<n>-server)."""
+    names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
+    (found,) = [n for n in names if n.startswith(f"{pod_prefix}-pod") and n.endswith("-server")]
+    return found
+
+
+@pytest.fixture(scope="module")
+def pod(
+    kind_overlay: list[dict[str, Any]],
+    models_volume: str,
+    version_1: Path,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pod]:
+    """`podman kube play` of the kind overlay's Deployment and ConfigMap, SERVING."""
+    deployment = one(kind_overlay, "Deployment", "scann-serving")
+    config_map = one(kind_overlay, "ConfigMap")
+    config_map["metadata"].pop("namespace", None)
+    ports = {8500: free_port(), 8501: free_port()}
+    name = f"scann-serving-{run_id}"
+    folder = tmp_path_factory.mktemp("kube")
+    play = write_yaml(
+        folder / "deployment.yaml",
+        kube_documents(deployment, name=name, claims={CLAIM: models_volume}, host_ports=ports),
+    )
+    config = write_yaml(folder / "configmap.yaml", [config_map])
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    played = Pod(
+        play,
+        "",
+        ports[8500],
+        ports[8501],
+        float(_flag(args, "file_system_poll_wait_seconds")),
+        float(_flag(args, "drain_grace_seconds")),
+        int(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]),
+    )
+    try:
+        podman("kube", "play", "--configmap", str(config), str(play), timeout=300)
+        played.container = _server_container(name)
+        played.pod = played.container.removesuffix("-server")
+        _wait_for(
+            lambda: played.health() == "SERVING" or not played.running(),
+            START_TIMEOUT_S,
+            "the played Deployment to become SERVING",
+        )
+        assert played.running(), f"the server container exited:\n{played.logs()}"
+        _record(start_to_serving_seconds=time.time() - _started_at(played.container))
+        yield played
+    finally:
+        podman("kube", "down", str(play), timeout=120, check=False)
+
+
+# --------------------------------------------------------------------------- calls
+def _ndarray(proto: Any) -> np.ndarray:
+    import tensorflow as tf
+
+    return np.asarray(tf.make_ndarray(proto))
+
+
+def _jsonable(array: np.ndarray) -> Any:
+    if array.dtype == object:
+        return np.vectorize(lambda b: b.decode(), otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+def _via_stubs(pod: Pod, case: Expected) -> tuple[list[list[str]], np.ndarray, int]:
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.CopyFrom(case.request)
+    request.model_spec.name = MODEL
+    request.model_spec.ClearField("version")
+    with grpc.insecure_channel(pod.target) as channel:
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30
+        )
+    ids = _jsonable(_ndarray(reply.outputs["identifiers"]))
+    return ids, _ndarray(reply.outputs["scores"]), int(reply.model_spec.version.value)
+
+
+def _via_rest(pod: Pod, case: Expected) -> tuple[list[list[str]], np.ndarray]:
+    body: dict[str, Any] = {
+        "signature_name": case.signature,
+        "inputs": {k: _jsonable(_ndarray(v)) for k, v in case.request.inputs.items()},
+    }
+    reply = requests.post(f"{pod.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    outputs = reply.json()["outputs"]
+    return outputs["identifiers"], np.asarray(outputs["scores"])
+
+
+def _via_client(client: Any, case: Expected) -> tuple[list[list[str]], np.ndarray] | None:
+    inputs = {k: _ndarray(v) for k, v in case.request.inputs.items()}
+    if case.signature == "search_embedding":
+        result = client.search(inputs["embedding"])
+    elif case.signature in ("serving_default", "retrieve", "retrieve_with_exclusions"):
+        queries = [q.decode() for q in inputs["query"].reshape(-1)]
+        k = int(inputs["k"]) if "k" in inputs else None
+        exclude = _jsonable(inputs["exclude"]) if "exclude" in inputs else None
+        result = client.retrieve(queries, k, exclude=exclude)
+    else:
+        return None  # a signature the client has no method for
+    return result.identifiers.tolist(), result.scores
+
+
+class Load:
+    """Client threads calling the pod until stopped; every failure is kept with its time."""
+
+    def __init__(self, pod: Pod, threads: int = 2) -> None:
+        from scann_serving.client import RetrievalClient
+
+        self._stop = threading.Event()
+        self.calls = 0
+        self.versions: list[int] = []
+        self.failures: list[tuple[float, float, str]] = []  # (sent, failed, error)
+        self._lock = threading.Lock()
+        self._clients = [RetrievalClient(pod.target, model=MODEL) for _ in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(c,), name=f"image-load-{i}")
+            for i, c in enumerate(self._clients)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, client: Any) -> None:
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                result = client.retrieve(["1", "42"], timeout=30)
+            except Exception as exc:  # every error counts, whatever its class
+                with self._lock:
+                    self.failures.append((sent, time.monotonic(), repr(exc)))
+                continue
+            with self._lock:
+                self.calls += 1
+                self.versions.append(int(result.model_version or 0))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+        for c in self._clients:
+            c.close()
+
+
+@pytest.fixture
+def load(pod: Pod) -> Iterator[Callable[[], Load]]:
+    """Starts `Load`s that are stopped after the test, whatever happens in it."""
+    started: list[Load] = []
+
+    def start() -> Load:
+        started.append(Load(pod))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for each in started:
+            each.stop()
+
+
+# --------------------------------------------------------------------------- the story
+def test_export_job_writes_version_1_as_the_image_user(version_1: Path) -> None:
+    manifest = json.loads((version_1 / "assets.extra" / "scann_manifest.json").read_text())
+    assert manifest["model_name"] == MODEL
+    assert manifest["verification"]["identical_identifiers"] is True
+    user = parse_dockerfile(DOCKERFILES["export"])[1][-1].user
+    assert f"{version_1.stat().st_uid}:{version_1.stat().st_gid}" == user
+
+
+def test_played_deployment_serves_version_1(pod: Pod) -> None:
+    from scann_serving.client import RetrievalClient
+
+    assert pod.health() == "SERVING"
+    with RetrievalClient(pod.target, model=MODEL) as client:
+        status = client.status()
+    assert [(v.version, v.state) for v in status.versions] == [(1, "AVAILABLE")]
+
+
+def test_stubs_client_and_rest_give_the_exporters_answers(
+    pod: Pod, expected: list[Expected]
+) -> None:
+    from scann_serving.client import RetrievalClient
+
+    with RetrievalClient(pod.target, model=MODEL) as client:
+        for i, case in enumerate(expected):
+            what = f"warmup request {i} ({case.signature})"
+            ids, scores, version = _via_stubs(pod, case)
+            assert (ids, version) == (case.identifiers, 1), f"stubs, {what}"
+            np.testing.assert_allclose(scores, case.scores, rtol=1e-4, atol=1e-4, err_msg=what)
+            ids, scores = _via_rest(pod, case)
+            assert ids == case.identifiers, f"REST, {what}"
+            np.testing.assert_allclose(scores, case.scores, rtol=1e-4, atol=1e-4, err_msg=what)
+            answer = _via_client(client, case)
+            if answer is not None:
+                assert answer[0] == case.identifiers, f"RetrievalClient, {what}"
+                np.testing.assert_allclose(answer[1], case.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_metrics_page_counts_requests(pod: Pod) -> None:
+    from scann_serving.client import RetrievalClient
+
+    with RetrievalClient(pod.target, model=MODEL) as client:
+        client.retrieve(["1"])
+    page = requests.get(f"{pod.rest_url}/monitoring/prometheus/metrics", timeout=10)
+    assert page.status_code == 200
+    counted = [
+        line
+        for line in page.text.splitlines()
+        if line.startswith("scann_serving_requests_total{") and f'model="{MODEL}"' in line
+    ]
+    assert counted and all(float(line.rsplit(" ", 1)[1]) > 0 for line in counted), page.text
+
+
+def test_server_runs_as_the_image_user_and_writes_only_to_its_mounts(pod: Pod) -> None:
+    user = parse_dockerfile(DOCKERFILES["scann-serve"])[1][-1].user
+    ids = podman("exec", pod.container, "id", "-u").stdout.strip()
+    gid = podman("exec", pod.container, "id", "-g").stdout.strip()
+    assert f"{ids}:{gid}" == user
+    assert inspect(pod.container)["HostConfig"]["ReadonlyRootfs"] is True
+    for path in ("/opt/venv/probe", "/models/probe", "/etc/scann-serving/probe"):
+        touched = podman("exec", pod.container, "touch", path, check=False)
+        assert touched.returncode != 0 and "Read-only file system" in touched.stderr, path
+    assert podman("exec", pod.container, "touch", "/tmp/probe", check=False).returncode == 0
+    # Nothing written to the container's own layer: every write went to a mount. (podman
+    # lists the mount points it created itself, e.g. "A /etc/scann-serving", and parents.)
+    mounts = [m["Destination"] for m in inspect(pod.container)["Mounts"]]
+    for line in podman("diff", pod.container).stdout.splitlines():
+        path = line.split(maxsplit=1)[1]
+        assert any(m == path or m.startswith(path.rstrip("/") + "/") for m in mounts), line
+
+
+def _publish_broken_copy(volume: str, good: int, version: int) -> None:
+    """A copy of `good` with a truncated variables file, published as the exporter does
+    (staging directory, then rename), owned by the image's user like a real export."""
+    base = volume_path(volume) / MODEL
+    staging = base / f".staging-broken-{version}"
+    shutil.copytree(base / str(good), staging)
+    data = next((staging / "variables").glob("variables.data-*"))
+    data.write_bytes(data.read_bytes()[:100])
+    for path in [staging, *staging.rglob("*")]:
+        shutil.chown(path, 10001, 10001)
+    staging.rename(base / str(version))
+
+
+def test_second_export_under_load_takes_over_without_a_failed_call(
+    pod: Pod, job_spec: dict[str, Any], models_volume: str, run_id: str, load: Any
+) -> None:
+    before = versions_in(models_volume)
+    running = load()
+    code, out = run_in_export_image(job_spec, models_volume, f"export-{run_id}-2")
+    assert code == 0, f"the second export exited {code}:\n{out[-4000:]}"
+    published = time.monotonic()
+    (new,) = versions_in(models_volume) - before
+    _wait_for(
+        lambda: new in running.versions[-10:],
+        pod.poll_seconds + LOAD_ALLOWANCE_S,
+        f"version {new} to answer",
+    )
+    _record(rollover_seconds=time.monotonic() - published)
+    running.stop()
+    assert running.failures == [], running.failures[:5]
+    assert running.calls > 0 and running.versions[0] == max(before)
+
+
+def test_broken_version_never_replaces_the_good_one(pod: Pod, models_volume: str) -> None:
+    from scann_serving.client import RetrievalClient
+
+    good = max(versions_in(models_volume))
+    broken = good + 1
+    _publish_broken_copy(models_volume, good, broken)
+    with RetrievalClient(pod.target, model=MODEL) as client:
+        failed = _wait_for(
+            lambda: next(
+                (v for v in client.status().versions if v.version == broken and v.error_message),
+                None,
+            ),
+            pod.poll_seconds + LOAD_ALLOWANCE_S,
+            f"the server to try and refuse version {broken}",
+        )
+        assert failed.state == "END"
+        assert client.retrieve(["1"]).model_version == good
+    assert pod.health() == "SERVING"
+
+
+def test_pod_teardown_turns_health_not_serving_drains_and_exits_0(pod: Pod, load: Any) -> None:
+    running = load()
+    _wait_for(lambda: running.calls > 20, 60, "calls to be flowing")
+    # `podman pod stop` is the pod's deletion: SIGTERM, then SIGKILL after the grace period
+    # (and unlike `podman kill`, the Deployment's restartPolicy does not start it again).
+    signalled = time.monotonic()
+    stopping = subprocess.Popen(
+        ["podman", "pod", "stop", "--time", str(pod.grace_seconds), pod.pod],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(lambda: pod.health() != "SERVING", 5, "health to leave SERVING")
+        assert pod.health() in ("NOT_SERVING", "UNREACHABLE")
+        _, err = stopping.communicate(timeout=pod.grace_seconds + 60)
+    finally:
+        if stopping.poll() is None:
+            stopping.kill()
+            stopping.wait()
+    running.stop()
+    assert stopping.returncode == 0, err
+    state = inspect(pod.container)["State"]
+    assert state["ExitCode"] == 0, pod.logs()
+    # Calls sent before the signal finished; after it the server refuses new ones.
+    assert [f for f in running.failures if f[0] < signalled] == []
+    assert all("Unavailable" in f[2] for f in running.failures), running.failures[:5]
