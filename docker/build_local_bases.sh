@@ -123,6 +123,13 @@ Suites: ${debian_release}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+  # Like the official image: apt keeps no package caches (*.bin, ~80 MB) or downloaded
+  # .debs, so `apt-get install` in a Dockerfile leaves only what it installed in the layer.
+  cat >"${rootfs}/etc/apt/apt.conf.d/90-image-no-cache" <<'EOF'
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb || true"; };
+EOF
   if [[ -n "${ca_bundle}" ]]; then
     cp "${ca_bundle}" "${rootfs}/usr/local/share/ca-certificates/site-ca-bundle.crt"
     chroot "${rootfs}" update-ca-certificates >/dev/null 2>&1
