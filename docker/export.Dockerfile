@@ -29,6 +29,9 @@ COPY serving/pyproject.toml serving/pyproject.toml
 RUN uv sync --frozen --no-dev --no-editable --package scann-serving-export \
       --no-install-workspace
 COPY client client
+# The exporter writes and verifies the native bundle with the server's code
+# (scann_serving.server._bundle): scann-serving-export depends on scann-serving-server.
+COPY serving serving
 COPY export export
 # TensorFlow's C++ headers (350 MB) are only for compiling custom ops; nothing here does.
 RUN uv sync --frozen --no-dev --no-editable --package scann-serving-export && \

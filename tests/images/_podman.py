@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,18 @@ def write_yaml(path: Path, documents: Sequence[Mapping[str, Any]]) -> Path:
     """Writes `documents` as one multi-document YAML file."""
     path.write_text(yaml.safe_dump_all([dict(d) for d in documents], sort_keys=False))
     return path
+
+
+def started_at(container: str) -> float:
+    """The container's start time ("2026-01-02T03:04:05.123456789Z") as a Unix time."""
+    text = inspect(container)["State"]["StartedAt"].rstrip("Z")
+    seconds, _, fraction = text.partition(".")
+    started = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return started.timestamp() + float(f"0.{fraction or 0}")
+
+
+def server_container(pod_prefix: str) -> str:
+    """The name podman gave the Deployment's `server` container (<name>-pod-<n>-server)."""
+    names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
+    (found,) = [n for n in names if n.startswith(f"{pod_prefix}-pod") and n.endswith("-server")]
+    return found

@@ -14,28 +14,32 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import struct
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import requests
+from _answers import MODEL, Expected, Load, Pod, tfrecords, via_client, via_rest, via_stubs
 from _docker_support import DOCKERFILES, REPO_ROOT, one, parse_dockerfile, pod_specs
-from _podman import IMAGES, inspect, kube_documents, podman, run_argv, volume_path, write_yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from _podman import (
+    IMAGES,
+    inspect,
+    kube_documents,
+    podman,
+    run_argv,
+    server_container,
+    started_at,
+    volume_path,
+    write_yaml,
+)
 from serve_helpers import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1500)]
 
-MODEL = "retrieval"
 CLAIM = "scann-models"
 EXPORT_TIMEOUT_S = 900
 START_TIMEOUT_S = 300
@@ -119,25 +123,6 @@ def version_1(job_spec: dict[str, Any], models_volume: str, run_id: str) -> Path
 
 
 # --------------------------------------------------------------------------- what to expect
-def _tfrecords(path: Path) -> Iterator[bytes]:
-    """The records of a TFRecord file (length, crc, data, crc), without TensorFlow."""
-    data, offset = path.read_bytes(), 0
-    while offset < len(data):
-        (length,) = struct.unpack_from("<Q", data, offset)
-        yield data[offset + 12 : offset + 12 + length]
-        offset += 12 + length + 4
-
-
-@dataclass
-class Expected:
-    """One warmup request of the version and the exporter's check's answer to it."""
-
-    request: Any
-    signature: str
-    identifiers: list[list[str]]
-    scores: list[list[float]]
-
-
 @pytest.fixture(scope="module")
 def expected(
     job_spec: dict[str, Any],
@@ -165,7 +150,7 @@ def expected(
     warmup = version_1 / "assets.extra" / "tf_serving_warmup_requests"
     requests_ = [
         prediction_log_pb2.PredictionLog.FromString(r).predict_log.request
-        for r in _tfrecords(warmup)
+        for r in tfrecords(warmup)
     ]
     assert len(requests_) == len(results) > 0
     return [
@@ -175,61 +160,6 @@ def expected(
 
 
 # --------------------------------------------------------------------------- the pod
-@dataclass
-class Pod:
-    """The played Deployment: its one server container and the published ports."""
-
-    yaml_path: Path
-    container: str
-    grpc_port: int
-    rest_port: int
-    poll_seconds: float
-    drain_seconds: float
-    grace_seconds: int
-    pod: str = ""
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    def health(self) -> str:
-        """grpc.health.v1 Check("") as the readinessProbe asks it, or UNREACHABLE."""
-        with grpc.insecure_channel(self.target) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=2
-                )
-            except grpc.RpcError:
-                return "UNREACHABLE"
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-    def running(self) -> bool:
-        return bool(inspect(self.container)["State"]["Running"])
-
-    def logs(self) -> str:
-        proc = podman("logs", self.container, check=False)
-        return (proc.stdout + proc.stderr)[-4000:]
-
-
-def _started_at(container: str) -> float:
-    """The container's start time ("2026-01-02T03:04:05.123456789Z") as a Unix time."""
-    text = inspect(container)["State"]["StartedAt"].rstrip("Z")
-    seconds, _, fraction = text.partition(".")
-    started = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return started.timestamp() + float(f"0.{fraction or 0}")
-
-
-def _server_container(pod_prefix: str) -> str:
-    """The name podman gave the Deployment's `server` container (<name>-pod-<n>-server)."""
-    names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
-    (found,) = [n for n in names if n.startswith(f"{pod_prefix}-pod") and n.endswith("-server")]
-    return found
-
-
 @pytest.fixture(scope="module")
 def pod(
     kind_overlay: list[dict[str, Any]],
@@ -262,7 +192,7 @@ def pod(
     )
     try:
         podman("kube", "play", "--configmap", str(config), str(play), timeout=300)
-        played.container = _server_container(name)
+        played.container = server_container(name)
         played.pod = played.container.removesuffix("-server")
         _wait_for(
             lambda: played.health() == "SERVING" or not played.running(),
@@ -270,105 +200,12 @@ def pod(
             "the played Deployment to become SERVING",
         )
         assert played.running(), f"the server container exited:\n{played.logs()}"
-        _record(start_to_serving_seconds=time.time() - _started_at(played.container))
+        _record(start_to_serving_seconds=time.time() - started_at(played.container))
         yield played
     finally:
         podman("kube", "down", str(play), timeout=120, check=False)
         # kube play keeps each ConfigMap in a volume of its name; kube down leaves it.
         podman("volume", "rm", "--force", config_map["metadata"]["name"], check=False)
-
-
-# --------------------------------------------------------------------------- calls
-def _ndarray(proto: Any) -> np.ndarray:
-    import tensorflow as tf
-
-    return np.asarray(tf.make_ndarray(proto))
-
-
-def _jsonable(array: np.ndarray) -> Any:
-    if array.dtype == object:
-        return np.vectorize(lambda b: b.decode(), otypes=[object])(array).tolist()
-    return array.tolist()
-
-
-def _via_stubs(pod: Pod, case: Expected) -> tuple[list[list[str]], np.ndarray, int]:
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    request = predict_pb2.PredictRequest()
-    request.CopyFrom(case.request)
-    request.model_spec.name = MODEL
-    request.model_spec.ClearField("version")
-    with grpc.insecure_channel(pod.target) as channel:
-        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-            request, timeout=30
-        )
-    ids = _jsonable(_ndarray(reply.outputs["identifiers"]))
-    return ids, _ndarray(reply.outputs["scores"]), int(reply.model_spec.version.value)
-
-
-def _via_rest(pod: Pod, case: Expected) -> tuple[list[list[str]], np.ndarray]:
-    body: dict[str, Any] = {
-        "signature_name": case.signature,
-        "inputs": {k: _jsonable(_ndarray(v)) for k, v in case.request.inputs.items()},
-    }
-    reply = requests.post(f"{pod.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=30)
-    assert reply.status_code == 200, reply.text
-    outputs = reply.json()["outputs"]
-    return outputs["identifiers"], np.asarray(outputs["scores"])
-
-
-def _via_client(client: Any, case: Expected) -> tuple[list[list[str]], np.ndarray] | None:
-    inputs = {k: _ndarray(v) for k, v in case.request.inputs.items()}
-    if case.signature == "search_embedding":
-        result = client.search(inputs["embedding"])
-    elif case.signature in ("serving_default", "retrieve", "retrieve_with_exclusions"):
-        queries = [q.decode() for q in inputs["query"].reshape(-1)]
-        k = int(inputs["k"]) if "k" in inputs else None
-        exclude = _jsonable(inputs["exclude"]) if "exclude" in inputs else None
-        result = client.retrieve(queries, k, exclude=exclude)
-    else:
-        return None  # a signature the client has no method for
-    return result.identifiers.tolist(), result.scores
-
-
-class Load:
-    """Client threads calling the pod until stopped; every failure is kept with its time."""
-
-    def __init__(self, pod: Pod, threads: int = 2) -> None:
-        from scann_serving.client import RetrievalClient
-
-        self._stop = threading.Event()
-        self.calls = 0
-        self.versions: list[int] = []
-        self.failures: list[tuple[float, float, str]] = []  # (sent, failed, error)
-        self._lock = threading.Lock()
-        self._clients = [RetrievalClient(pod.target, model=MODEL) for _ in range(threads)]
-        self._threads = [
-            threading.Thread(target=self._run, args=(c,), name=f"image-load-{i}")
-            for i, c in enumerate(self._clients)
-        ]
-        for t in self._threads:
-            t.start()
-
-    def _run(self, client: Any) -> None:
-        while not self._stop.is_set():
-            sent = time.monotonic()
-            try:
-                result = client.retrieve(["1", "42"], timeout=30)
-            except Exception as exc:  # every error counts, whatever its class
-                with self._lock:
-                    self.failures.append((sent, time.monotonic(), repr(exc)))
-                continue
-            with self._lock:
-                self.calls += 1
-                self.versions.append(int(result.model_version or 0))
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
-        for c in self._clients:
-            c.close()
 
 
 @pytest.fixture
@@ -413,13 +250,13 @@ def test_stubs_client_and_rest_give_the_exporters_answers(
     with RetrievalClient(pod.target, model=MODEL) as client:
         for i, case in enumerate(expected):
             what = f"warmup request {i} ({case.signature})"
-            ids, scores, version = _via_stubs(pod, case)
+            ids, scores, version = via_stubs(pod, case)
             assert (ids, version) == (case.identifiers, 1), f"stubs, {what}"
             np.testing.assert_allclose(scores, case.scores, rtol=1e-4, atol=1e-4, err_msg=what)
-            ids, scores = _via_rest(pod, case)
+            ids, scores = via_rest(pod, case)
             assert ids == case.identifiers, f"REST, {what}"
             np.testing.assert_allclose(scores, case.scores, rtol=1e-4, atol=1e-4, err_msg=what)
-            answer = _via_client(client, case)
+            answer = via_client(client, case)
             if answer is not None:
                 assert answer[0] == case.identifiers, f"RetrievalClient, {what}"
                 np.testing.assert_allclose(answer[1], case.scores, rtol=1e-4, atol=1e-4)
@@ -459,13 +296,16 @@ def test_server_runs_as_the_image_user_and_writes_only_to_its_mounts(pod: Pod) -
 
 
 def _publish_broken_copy(volume: str, good: int, version: int) -> None:
-    """A copy of `good` with a truncated variables file, published as the exporter does
-    (staging directory, then rename), owned by the image's user like a real export."""
+    """A copy of `good` with its variables and its native bundle truncated (broken for both
+    backends: `--backend=auto` would serve an intact bundle natively), published as the
+    exporter does (staging directory, then rename), owned by the image's user."""
     base = volume_path(volume) / MODEL
     staging = base / f".staging-broken-{version}"
     shutil.copytree(base / str(good), staging)
-    data = next((staging / "variables").glob("variables.data-*"))
-    data.write_bytes(data.read_bytes()[:100])
+    native = staging / "assets.extra" / "native"
+    damaged = [*(staging / "variables").glob("variables.data-*"), *native.rglob("*")]
+    for path in (p for p in damaged if p.is_file()):
+        path.write_bytes(path.read_bytes()[:100])
     for path in [staging, *staging.rglob("*")]:
         shutil.chown(path, 10001, 10001)
     staging.rename(base / str(version))
