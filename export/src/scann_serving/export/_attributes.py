@@ -44,10 +44,15 @@ from scann_serving.client.contract import (
     TOKEN_SEPARATOR,
 )
 
-#: Files of the plain layout inside `assets.extra/attributes/` (plus `schema.json`).
-LAYOUT_FILES = ("offsets.npy", "tokens.npy", "token_namespace.npy", "numeric.npy")
-SCHEMA_FILE = "schema.json"
-LAYOUT_FORMAT = 1
+# The plain layout's reader is the server's (the native backend loads it without TensorFlow).
+from scann_serving.server._attribute_files import (
+    LAYOUT_FILES,
+    LAYOUT_FORMAT,
+    SCHEMA_FILE,
+    postings,
+    read_layout,
+)
+
 #: The genres of the synthetic catalogue (MovieLens's most common ones).
 SYNTHETIC_GENRES = (
     "Action",
@@ -201,12 +206,7 @@ class AttributeTable:
 
     def postings(self) -> tuple[np.ndarray, np.ndarray]:
         """The inverted (CSC) form: token `t` is held by rows `rows[starts[t]:starts[t+1]]`."""
-        rows = np.repeat(np.arange(self.num_candidates, dtype=np.int64), np.diff(self.offsets))
-        order = np.argsort(self.tokens, kind="stable")
-        counts = np.bincount(self.tokens, minlength=len(self.vocabulary))
-        starts = np.zeros(len(self.vocabulary) + 1, np.int64)
-        np.cumsum(counts, out=starts[1:])
-        return starts, rows[order]
+        return postings(self.offsets, self.tokens, len(self.vocabulary))
 
     def schema(self) -> dict[str, Any]:
         """The manifest's `attributes` block: namespaces, token counts, numeric ranges."""
@@ -255,18 +255,16 @@ class AttributeTable:
     @classmethod
     def load(cls, directory: Path) -> AttributeTable:
         """Reads what `save` wrote."""
-        schema = json.loads((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
-        offsets, tokens, token_ns, numeric = (
-            np.load(directory / name, allow_pickle=False) for name in LAYOUT_FILES
-        )
+        layout = read_layout(directory)
+        schema = layout.schema
         return cls(
             tuple(schema["namespaces"]),
             np.asarray(schema["vocabulary"], dtype=object),
-            token_ns,
-            offsets,
-            tokens,
+            layout.token_namespace,
+            layout.offsets,
+            layout.tokens,
             tuple(schema["numeric_names"]),
-            numeric,
+            layout.numeric,
         )
 
     def parse(

@@ -20,7 +20,6 @@ cleaner message).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -29,20 +28,28 @@ from scann_serving.client.contract import ALLOW, DENY, NUMERIC_RESTRICT_PATTERN,
 from scann_serving.export._attributes import AttributeTable
 from scann_serving.export._text import encode_utf8
 
-#: Over-fetch factor: fetch this many times k / (fraction of candidates passing).
-OVERFETCH = 2.0
-#: Each widening multiplies the fetch by this.
-WIDEN = 4
-#: Widenings before scoring the passing candidates exactly.
-MAX_ROUNDS = 3
-#: An over-fetch of depth d searches (d / k) ** LEAVES_EXPONENT x the tuned leaves.
-LEAVES_EXPONENT = 0.75
-#: Passing candidates at or below `max(EXACT_MIN_PASSING, EXACT_SQRT_FACTOR * sqrt(n))` are
-#: scored exactly. Exact scoring costs about the passing count, over-fetching about
-#: n / passing, so they cross near sqrt(n): measured between 1,000 and 10,000 passing at
-#: 100k candidates and between 10,000 and 100,000 at 1M (README, bench_filtering.py).
-EXACT_MIN_PASSING = 2_000
-EXACT_SQRT_FACTOR = 16.0
+# The algorithm's constants live in the server, below both implementations of it (this
+# graph and the native backend's `_native_filter`), so the two cannot drift.
+from scann_serving.server._native_filter import (
+    EXACT_MIN_PASSING,
+    EXACT_SQRT_FACTOR,
+    LEAVES_EXPONENT,
+    MAX_ROUNDS,
+    OVERFETCH,
+    WIDEN,
+    exact_max_passing,
+)
+
+__all__ = [
+    "EXACT_MIN_PASSING",
+    "EXACT_SQRT_FACTOR",
+    "LEAVES_EXPONENT",
+    "MAX_ROUNDS",
+    "OVERFETCH",
+    "WIDEN",
+    "CandidateFilter",
+    "exact_max_passing",
+]
 
 # (less, equal, greater) that satisfy each operator; NaN (a missing value) is none of them.
 _OPERATORS = {
@@ -56,11 +63,6 @@ _OPERATORS = {
 
 #: ScaNN's search: (embeddings [batch, dim], k int32) -> (indices, scores), both [batch, k].
 Search = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-
-
-def exact_max_passing(num_candidates: int) -> int:
-    """The switch point between over-fetching ScaNN and scoring the passing set exactly."""
-    return max(EXACT_MIN_PASSING, int(EXACT_SQRT_FACTOR * math.sqrt(num_candidates)))
 
 
 class CandidateFilter(tf.Module):

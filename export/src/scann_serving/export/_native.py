@@ -19,6 +19,7 @@ from scann_serving.export._text import encode_utf8
 from scann_serving.export._towers import Towers
 from scann_serving.export._types import Searcher
 from scann_serving.server._bundle import bundle_dir, directory_bytes, write_bundle
+from scann_serving.server._native_filter import FilterSettings, exact_max_passing
 from scann_serving.server._native_search import (
     TOWER_INTEGER,
     TOWER_STRING,
@@ -41,6 +42,16 @@ def search_settings(index_config: IndexConfig, k: int, max_k: int) -> SearchSett
         max_k=max_k,
         leaves_to_search=int(knobs.get("leaves_to_search", -1)),
         reordering=int(knobs.get("pre_reorder_num_neighbors", 0)),
+    )
+
+
+def filter_settings(
+    index_config: IndexConfig, num_candidates: int, exact: int | None = None
+) -> FilterSettings:
+    """What `RetrievalModule` bakes into `retrieve_filtered` besides the search knobs."""
+    return FilterSettings(
+        exact_max_passing=exact if exact is not None else exact_max_passing(num_candidates),
+        num_leaves=0 if index_config.brute_force else index_config.num_leaves,
     )
 
 
@@ -109,8 +120,13 @@ def write_native_bundle(
     settings: SearchSettings,
     towers: Towers,
     table: QueryTable | None,
+    filtered: tuple[FilterSettings, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Writes `assets.extra/native/` into a staged version; returns the manifest's `native`."""
+    """Writes `assets.extra/native/` into a staged version; returns the manifest's `native`.
+
+    `filtered` (the filter's settings and the candidate embeddings) makes the bundle serve
+    `retrieve_filtered` too, for a version with candidate attributes.
+    """
     block = write_bundle(
         bundle_dir(staging),
         searcher=twin,
@@ -119,6 +135,7 @@ def write_native_bundle(
         embedding_dim=towers.embedding_dim,
         signature_defs=signature_defs_bytes(staging),
         table=table,
+        filtered=filtered,
     )
     block["savedmodel_bytes"] = directory_bytes(staging) - block["bytes"]
     return block

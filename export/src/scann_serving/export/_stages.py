@@ -277,8 +277,14 @@ def _native_bundle(
     config: ExportConfig,
     max_k: int,
 ) -> dict[str, Any]:
-    from scann_serving.export._native import lookup_table, search_settings, write_native_bundle
+    from scann_serving.export._native import (
+        filter_settings,
+        lookup_table,
+        search_settings,
+        write_native_bundle,
+    )
 
+    n = len(catalogue.identifiers)
     return write_native_bundle(
         staging,
         twin=measured.twin,
@@ -286,6 +292,9 @@ def _native_bundle(
         settings=search_settings(measured.index_config, config.k, max_k),
         towers=towers,
         table=lookup_table(towers),
+        filtered=(filter_settings(measured.index_config, n), catalogue.embeddings)
+        if catalogue.attributes is not None
+        else None,
     )
 
 

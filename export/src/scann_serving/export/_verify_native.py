@@ -4,8 +4,10 @@ The child of `_verify` has both loaded from the staged version directory; `check
 sends the same requests to each and requires the same identifiers (scores within 1e-4):
 every warmup request, at least `MIN_HELD_OUT` held-out queries (keys through the query
 signatures when the bundle has a lookup tower, embeddings through `search_embedding`
-always), unknown keys, exclusions and every k from 1 to max_k. The first difference is an
-error naming the signature and the request, so the export fails and publishes nothing.
+always), unknown keys, exclusions, every k from 1 to max_k and, when the bundle serves
+`retrieve_filtered`, filters of the version's own attributes (`_filter_requests`). The first
+difference is an error naming the signature and the request, so the export fails and
+publishes nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ from typing import Any
 
 import numpy as np
 from scann_serving.client.contract import (
+    ALLOW,
+    ASSETS_EXTRA,
+    ATTRIBUTES_DIRNAME,
+    DENY,
     EMBEDDING,
     EXCLUDE,
     IDENTIFIERS,
+    NUMERIC,
     QUERY,
     RETRIEVE,
+    RETRIEVE_FILTERED,
     RETRIEVE_WITH_EXCLUSIONS,
     SCORES,
     SEARCH_EMBEDDING,
@@ -76,6 +84,12 @@ def check_bundle(
     requests += _embedding_requests(embeddings, index)
     if index.table is not None:
         requests += _key_requests(keys, index, info.settings.max_k)
+    if RETRIEVE_FILTERED in info.signatures:
+        from scann_serving.export._attributes import AttributeTable
+
+        table = AttributeTable.load(version_dir / ASSETS_EXTRA / ATTRIBUTES_DIRNAME)
+        sample = next(inputs[QUERY] for sig, inputs in requests if sig == RETRIEVE)
+        requests += filter_requests(table, sample, info.settings.k, info.settings.max_k)
     held_out = 0
     for number, (signature, inputs) in enumerate(requests):
         want = savedmodel(signature, inputs)
@@ -155,6 +169,73 @@ def _key_requests(keys: list[Any], index: NativeIndex, max_k: int) -> list[Any]:
         everything = np.tile(index.identifiers, (2, 1))
         requests.append((RETRIEVE_WITH_EXCLUSIONS, {QUERY: sample[:2], EXCLUDE: everything}))
     return requests
+
+
+def filter_requests(
+    table: Any, queries: np.ndarray, k: int, max_k: int
+) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """`retrieve_filtered` requests over both paths: filters from the table's own tokens and
+    values at several selectivities (from every candidate down to none, so the exact path,
+    the over-fetch and the padding all run), deny, numeric restricts, a batch mixing them
+    and k = 1, the default k and max_k.
+
+    Args:
+        table: The version's `AttributeTable`.
+        queries: A batch of query keys.
+        k: The exported default k.
+        max_k: The largest k.
+    """
+    counts = np.bincount(table.tokens, minlength=len(table.vocabulary))
+    order = [str(table.vocabulary[i]) for i in np.argsort(-counts, kind="stable")]
+    picks = [order[int(q * (len(order) - 1))] for q in (0.0, 0.25, 0.5, 0.75, 1.0)] if order else []
+    namespace = table.namespaces[0] if table.namespaces else ""
+    filters: list[tuple[list[str], list[str], list[str]]] = [([], [], [])]
+    filters += [([token], [], []) for token in dict.fromkeys(picks)]
+    if len(order) > 1:
+        filters += [(order[:2], [], []), ([], [order[0]], []), (order[1:3], [order[0]], [])]
+    other = [t for t in order if not t.startswith(f"{order[0].partition('=')[0]}=")]
+    if order and other:
+        filters.append(([order[0], other[0]], [], []))
+    if namespace:
+        filters.append(([f"{namespace}=\x00no such value"], [], []))  # none pass: padding
+    for column, name in enumerate(table.numeric_names):
+        values = table.numeric[:, column]
+        values = values[~np.isnan(values)]
+        if len(values):
+            low, mid, high = (float(np.quantile(values, q)) for q in (0.1, 0.5, 0.99))
+            filters += [
+                ([], [], [f"{name}>={mid:.17g}"]),
+                ([], [], [f"{name}<{low:.17g}", f"{name}!={float(values[0]):.17g}"]),
+                (picks[1:2], [], [f"{name}>{high:.17g}"]),
+                ([], [], [f"{name}=={float(values[0]):.17g}"]),
+            ]
+    requests = []
+    for want in sorted({1, k, max_k}):
+        for allow, deny, numeric in filters:
+            rows = [(allow, deny, numeric)] * len(queries)
+            requests.append((RETRIEVE_FILTERED, _filter_inputs(queries, want, rows)))
+        mixed = [filters[i % len(filters)] for i in range(len(queries))]
+        requests.append((RETRIEVE_FILTERED, _filter_inputs(queries, want, mixed)))
+    return requests
+
+
+def _filter_inputs(
+    queries: np.ndarray, k: int, rows: list[tuple[list[str], list[str], list[str]]]
+) -> dict[str, np.ndarray]:
+    def matrix(field: int) -> np.ndarray:
+        width = max([1, *(len(row[field]) for row in rows)])
+        out = np.full((len(rows), width), b"", dtype=object)
+        for i, row in enumerate(rows):
+            out[i, : len(row[field])] = [v.encode() for v in row[field]]
+        return out
+
+    return {
+        QUERY: queries,
+        K: np.asarray(k, np.int32),
+        ALLOW: matrix(0),
+        DENY: matrix(1),
+        NUMERIC: matrix(2),
+    }
 
 
 def _array(values: list[Any] | np.ndarray, string: bool) -> np.ndarray:

@@ -184,7 +184,11 @@ def make_tiny_version(
 
     def bundle(staging: Path) -> None:
         from scann_serving.export._index import pybind_twin
-        from scann_serving.export._native import search_settings, write_native_bundle
+        from scann_serving.export._native import (
+            filter_settings,
+            search_settings,
+            write_native_bundle,
+        )
         from scann_serving.export._towers import Towers
         from scann_serving.server._native_search import TOWER_STRING, QueryTable
 
@@ -198,6 +202,12 @@ def make_tiny_version(
             towers=Towers(None, spec.identifiers, spec.item_embeddings),
             table=QueryTable(TOWER_STRING, rows, keys=keys, oov_row=len(spec.users))
             if native_tower
+            else None,
+            filtered=(
+                filter_settings(config, len(spec.identifiers), exact_max_passing),
+                spec.item_embeddings,
+            )
+            if attributes is not None
             else None,
         )
 

@@ -67,12 +67,18 @@ def choose(backend: str, path: Path, signatures: frozenset[str] | None = None) -
     if not tensorflow_installed():
         return NATIVE, (
             f"--backend=auto: the native bundle serves {covered} but not {', '.join(missing)} "
-            "(its query tower is not a lookup table) and TensorFlow is not installed"
+            f"({_why_missing(info.tower)}) and TensorFlow is not installed"
         )
     return TENSORFLOW, (
-        f"--backend=auto: the native bundle lacks {', '.join(missing)} (the query tower is not "
-        "a lookup table); the SavedModel serves every signature"
+        f"--backend=auto: the native bundle lacks {', '.join(missing)} "
+        f"({_why_missing(info.tower)}); the SavedModel serves every signature"
     )
+
+
+def _why_missing(tower: str | None) -> str:
+    if tower is None:
+        return "the query tower is not a lookup table"
+    return "the bundle predates them; re-export the version to serve them natively"
 
 
 def _bundle_signatures(path: Path) -> frozenset[str]:

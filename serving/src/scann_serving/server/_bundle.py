@@ -11,7 +11,12 @@ scann/                      ScaNN's own serialized searcher (scann_assets.pbtxt,
 candidates.bin + .offsets.npy       candidate identifiers: UTF-8 bytes + int64 offsets [n+1]
 query_rows.npy              lookup towers: float32 [rows, dim], the tower's output per row
 query_keys.bin + .offsets.npy       string towers: the vocabulary, key i -> row i
+candidate_embeddings.npy    with attributes: float32 [n, dim], retrieve_filtered's exact path
 ```
+
+With candidate attributes (`assets.extra/attributes/`, beside the bundle, read from there)
+and a lookup tower, the bundle also serves `retrieve_filtered` (`_native_filter`);
+`bundle.json`'s `filtered` block holds what the graph bakes in besides the search knobs.
 
 Strings are stored as one byte blob plus offsets, not as pickled numpy object arrays: a
 bundle is data, and loading one must never run code.
@@ -31,11 +36,15 @@ from typing import Any
 import numpy as np
 from scann_serving.client.contract import (
     ASSETS_EXTRA,
+    ATTRIBUTES_DIRNAME,
     RETRIEVE,
+    RETRIEVE_FILTERED,
     RETRIEVE_WITH_EXCLUSIONS,
     SEARCH_EMBEDDING,
     SERVING_DEFAULT,
 )
+from scann_serving.server._attribute_files import AttributeIndex, read_layout
+from scann_serving.server._native_filter import FilteredSearch, FilterSettings
 from scann_serving.server._native_search import (
     TOWER_INTEGER,
     TOWER_STRING,
@@ -53,6 +62,8 @@ SIGNATURE_DEFS_FILENAME = "signature_defs.pb"
 SCANN_DIRNAME = "scann"
 #: The candidate identifiers' files (`candidates.bin`, `candidates.offsets.npy`).
 CANDIDATES = "candidates"
+#: The candidate embeddings `retrieve_filtered` scores exactly (bundles with attributes).
+EMBEDDINGS_FILENAME = "candidate_embeddings.npy"
 #: Signatures a bundle serves with a lookup tower; without one only `search_embedding`.
 TABLE_SIGNATURES = (SERVING_DEFAULT, RETRIEVE, SEARCH_EMBEDDING, RETRIEVE_WITH_EXCLUSIONS)
 EMBEDDING_SIGNATURES = (SEARCH_EMBEDDING,)
@@ -93,6 +104,7 @@ def write_bundle(
     embedding_dim: int,
     signature_defs: bytes,
     table: QueryTable | None,
+    filtered: tuple[FilterSettings, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Writes a bundle into `directory` (created) and returns its manifest block.
 
@@ -104,6 +116,9 @@ def write_bundle(
         embedding_dim: The embedding width.
         signature_defs: A serialized `tensorflow.serving.SignatureDefMap` of the SavedModel.
         table: The query tower as a lookup table, or None.
+        filtered: With candidate attributes: the filter's settings and the candidate
+            embeddings (float32 `[n, dim]`); with a table the bundle then serves
+            `retrieve_filtered` too, reading the attributes from `assets.extra/attributes/`.
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SCANN_DIRNAME).mkdir()
@@ -121,6 +136,14 @@ def write_bundle(
         "tower": None if table is None else table.kind,
         "signatures": list(TABLE_SIGNATURES if table is not None else EMBEDDING_SIGNATURES),
     }
+    if filtered is not None and table is not None:
+        knobs, embeddings = filtered
+        np.save(directory / EMBEDDINGS_FILENAME, np.ascontiguousarray(embeddings, np.float32))
+        meta["filtered"] = {
+            "exact_max_passing": knobs.exact_max_passing,
+            "num_leaves": knobs.num_leaves,
+        }
+        meta["signatures"].append(RETRIEVE_FILTERED)
     if table is not None:
         np.save(directory / "query_rows.npy", np.ascontiguousarray(table.rows, np.float32))
         if table.kind == TOWER_STRING:
@@ -209,6 +232,7 @@ def read_bundle(directory: Path) -> NativeIndex:
                 table = QueryTable(TOWER_INTEGER, rows, min_id=int(meta["min_id"]))
             else:
                 raise BundleError(f"unknown query tower kind {info.tower!r}")
+        filtered = _read_filtered(directory, meta.get("filtered"))
     except BundleError:
         raise
     except Exception as exc:  # ScaNN and numpy raise many types; all mean a damaged bundle
@@ -216,7 +240,22 @@ def read_bundle(directory: Path) -> NativeIndex:
             f"{directory}: the native bundle did not load ({type(exc).__name__}: {exc}); "
             "re-export the version or serve it with --backend=tensorflow"
         ) from exc
-    return NativeIndex(searcher, identifiers, info.settings, table)
+    return NativeIndex(searcher, identifiers, info.settings, table, filtered)
+
+
+def _read_filtered(directory: Path, block: dict[str, Any] | None) -> FilteredSearch | None:
+    """`retrieve_filtered`'s state: the attributes beside the bundle and the embeddings."""
+    if block is None:
+        return None
+    layout = directory.parent / ATTRIBUTES_DIRNAME
+    if not layout.is_dir():
+        raise BundleError(
+            f"{directory}/{METADATA_FILENAME} serves retrieve_filtered but {layout} is missing; "
+            "re-export the version"
+        )
+    settings = FilterSettings(int(block["exact_max_passing"]), int(block["num_leaves"]))
+    embeddings = np.load(directory / EMBEDDINGS_FILENAME, allow_pickle=False)
+    return FilteredSearch(AttributeIndex(read_layout(layout)), embeddings, settings)
 
 
 def read_signature_defs(directory: Path) -> bytes:

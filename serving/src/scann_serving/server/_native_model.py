@@ -24,6 +24,7 @@ from scann_serving.server._bundle import (
     read_signature_defs,
 )
 from scann_serving.server._errors import FailedPrecondition, Internal, ServingError
+from scann_serving.server._filters import FilterSchema
 from scann_serving.server._native_search import run_signature
 from scann_serving.server._pb import DataType, PredictionLog, SignatureDefMap
 from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
@@ -111,6 +112,7 @@ class NativeServable:
         }
         self.max_k = info.settings.max_k
         self.query_ids = query_id_range(self.manifest)
+        self.filters = FilterSchema.from_manifest(self.manifest)
 
     def signature(self, name: str) -> Signature:
         """The signature called `name` ('' means serving_default), or FailedPrecondition."""
@@ -124,6 +126,13 @@ class NativeServable:
 
     def validate(self, signature: Signature, inputs: dict[str, np.ndarray]) -> int:
         """Checks inputs like the TensorFlow servable; refuses signatures the bundle lacks."""
+        if signature.name not in self.covered and self._index.table is not None:
+            raise FailedPrecondition(
+                f"signature {signature.name!r} of model {self.name!r} version {self.version} "
+                "is not in its native bundle (written by an scann-export that predates it); "
+                "re-export the version, or serve it with scann-serve --backend=tensorflow "
+                "(or auto)"
+            )
         if signature.name not in self.covered:
             raise FailedPrecondition(
                 f"signature {signature.name!r} of model {self.name!r} version {self.version} "
@@ -138,6 +147,7 @@ class NativeServable:
             max_request_batch_size=self.max_request_batch_size,
             max_k=self.max_k,
             query_ids=self.query_ids,
+            filters=self.filters,
         )
 
     def run(

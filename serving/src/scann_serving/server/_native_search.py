@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scann_serving.server._native_filter import FilteredSearch, deep_search_knobs
 
 #: Batches at least this large use ScaNN's multi-threaded batched search (as the graph does).
 PARALLEL_MIN_BATCH = 8
@@ -84,6 +85,7 @@ class NativeIndex:
         identifiers: Candidate identifiers as an object array of UTF-8 bytes `[n]`.
         settings: The exported query-time knobs.
         table: The query tower when it is a lookup table, else None (embeddings only).
+        filtered: `retrieve_filtered`'s attributes and settings, when the version has them.
     """
 
     def __init__(
@@ -92,11 +94,13 @@ class NativeIndex:
         identifiers: np.ndarray,
         settings: SearchSettings,
         table: QueryTable | None,
+        filtered: FilteredSearch | None = None,
     ) -> None:
         self.searcher = searcher
         self.identifiers = identifiers
         self.settings = settings
         self.table = table
+        self.filtered = filtered
 
     @property
     def num_candidates(self) -> int:
@@ -108,13 +112,19 @@ class NativeIndex:
         indices, scores = self._search_indices(embeddings, k)
         return self.identifiers[indices], scores
 
-    def _search_indices(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_indices(
+        self, embeddings: np.ndarray, k: int, knobs: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ScaNN's k best rows; `knobs` (pre_reorder, leaves) override the exported ones."""
         queries = np.ascontiguousarray(embeddings, dtype=np.float32)
-        knobs = (k, self.settings.pre_reorder(k), self.settings.leaves_to_search)
+        pre_reorder, leaves = knobs or (
+            self.settings.pre_reorder(k),
+            self.settings.leaves_to_search,
+        )
         if len(queries) >= PARALLEL_MIN_BATCH:
-            indices, scores = self.searcher.search_batched_parallel(queries, *knobs)
+            indices, scores = self.searcher.search_batched_parallel(queries, k, pre_reorder, leaves)
         else:
-            indices, scores = self.searcher.search_batched(queries, *knobs)
+            indices, scores = self.searcher.search_batched(queries, k, pre_reorder, leaves)
         indices, scores = np.asarray(indices, np.int64), np.asarray(scores, np.float32)
         # When the searched leaves hold fewer than k points, pybind pads each row to k with
         # (0, NaN); the TensorFlow op pads only to the longest row of the batch. Match it.
@@ -160,6 +170,32 @@ class NativeIndex:
         """`retrieve_with_exclusions`: raw keys and exclusions -> the exported k best."""
         return self.search_excluding(self.embed(query), exclude)
 
+    def retrieve_filtered(
+        self, query: np.ndarray, k: int, allow: np.ndarray, deny: np.ndarray, numeric: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`retrieve_filtered`: the k best passing candidates, padded with b"" and -inf."""
+        if self.filtered is None:
+            raise LookupError("this bundle has no candidate attributes")
+        embeddings = np.ascontiguousarray(self.embed(query), np.float32)
+        mask = self.filtered.masks(allow, deny, numeric)
+        settings, n = self.settings, self.num_candidates
+        num_leaves = self.filtered.settings.num_leaves
+
+        def deep(depth: int) -> tuple[np.ndarray, np.ndarray]:
+            knobs = deep_search_knobs(
+                depth,
+                k=settings.k,
+                leaves_to_search=settings.leaves_to_search,
+                reordering=settings.reordering,
+                num_leaves=num_leaves,
+                n=n,
+            )
+            return self._search_indices(embeddings, depth, knobs)
+
+        rows, scores = self.filtered.search(embeddings, k, mask, deep)
+        found = self.identifiers[np.maximum(rows, 0)]
+        return np.where(rows < 0, b"", found).astype(object), scores
+
 
 def run_signature(
     index: NativeIndex, signature: str, inputs: dict[str, np.ndarray]
@@ -170,16 +206,24 @@ def run_signature(
         (identifiers object `[batch, k]` of UTF-8 bytes, scores float32 `[batch, k]`).
     """
     from scann_serving.client.contract import (
+        ALLOW,
+        DENY,
         EMBEDDING,
         EXCLUDE,
+        NUMERIC,
         QUERY,
         RETRIEVE,
+        RETRIEVE_FILTERED,
         RETRIEVE_WITH_EXCLUSIONS,
         SEARCH_EMBEDDING,
         SERVING_DEFAULT,
         K,
     )
 
+    if signature == RETRIEVE_FILTERED:
+        return index.retrieve_filtered(
+            inputs[QUERY], int(inputs[K]), inputs[ALLOW], inputs[DENY], inputs[NUMERIC]
+        )
     if signature == SEARCH_EMBEDDING:
         return index.search(inputs[EMBEDDING], index.settings.k)
     if signature == SERVING_DEFAULT:
