@@ -1,9 +1,12 @@
-"""`retrieve_filtered` served by scann-serve: every client and transport, one answer.
+"""`retrieve_filtered` served by scann-serve: every client, transport and backend, one answer.
 
 One tiny version with attributes (brute-force ScaNN, so answers are exact and can be
-compared with numpy), one scann-serve process. The sync and async clients, scann-query,
+compared with numpy; a low exact switch point, so both the over-fetch and the exact path
+run), served by scann-serve once per backend. The sync and async clients, scann-query,
 the official tensorflow-serving-api stubs and both REST formats must all return the
-reference answer; bad filters are INVALID_ARGUMENT / 400 naming the input.
+reference answer; bad filters are INVALID_ARGUMENT / 400 naming the input. A tree-index
+version is served by both backends at once and every request of the export's native
+verification must get the same answer from each.
 """
 
 from __future__ import annotations
@@ -36,13 +39,17 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
     spec = tiny_spec()
     table = tiny_attributes(spec)
     base = tmp_path_factory.mktemp("filtered") / MODEL
-    make_tiny_version(base, model_name=MODEL, spec=spec, attributes=table)
+    make_tiny_version(base, model_name=MODEL, spec=spec, attributes=table, exact_max_passing=20)
     return base, spec, table
 
 
-@pytest.fixture(scope="module")
-def served(version: tuple[Path, Any, Any]) -> Iterator[ServerProcess]:
-    with ServerProcess(model_name=MODEL, model_base_path=version[0]) as server:
+@pytest.fixture(scope="module", params=["native", "tensorflow"])
+def served(
+    version: tuple[Path, Any, Any], request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
+    flag = f"--backend={request.param}"
+    with ServerProcess(flag, model_name=MODEL, model_base_path=version[0]) as server:
+        server.backend = request.param
         yield server
 
 
@@ -181,3 +188,61 @@ def test_the_client_refuses_unknown_names_before_calling(served: ServerProcess) 
             client.retrieve(QUERIES, K, where="year after 1990")
         with pytest.raises(InvalidRequest, match="cannot be combined"):
             client.retrieve(QUERIES, K, allow=ALLOW, exclude=["item_1"])
+
+
+@pytest.fixture(scope="module")
+def tree_version(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
+    """A version with attributes and a tree index: the over-fetch widens leaves and reordering."""
+    from scann_serving.export import tree_config
+    from scann_serving.export.testing import make_tiny_version, tiny_attributes, tiny_spec
+
+    spec = tiny_spec(num_items=400)
+    table = tiny_attributes(spec)
+    base = tmp_path_factory.mktemp("filtered-tree") / MODEL
+    config = tree_config(400, k=10, max_k=50)
+    make_tiny_version(
+        base, model_name=MODEL, spec=spec, index_config=config, attributes=table,
+        exact_max_passing=20,
+    )  # fmt: skip
+    return base, spec, table
+
+
+def test_both_backends_return_the_same_answers(tree_version: tuple[Path, Any, Any]) -> None:
+    from scann_serving.export._verify_native import filter_requests
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    base, spec, table = tree_version
+    queries = np.asarray([str(u).encode() for u in spec.users[:8]], dtype=object)
+    requests_ = filter_requests(table, queries, 10, 50)
+    answers: dict[str, list[tuple[list[bytes], np.ndarray]]] = {}
+    for backend in ("native", "tensorflow"):
+        with (
+            ServerProcess(
+                f"--backend={backend}", model_name=MODEL, model_base_path=base, rest=False
+            ) as server,
+            server.channel() as channel,
+        ):
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            answers[backend] = []
+            for _, inputs in requests_:
+                extra = {key: value for key, value in inputs.items() if key not in ("query", "k")}
+                request = predict_request(
+                    MODEL, inputs["query"].tolist(), signature="retrieve_filtered",
+                    k=int(inputs["k"]), **extra,
+                )  # fmt: skip
+                reply = stub.Predict(request, timeout=30)
+                answers[backend].append(
+                    (
+                        list(reply.outputs["identifiers"].string_val),
+                        np.asarray(reply.outputs["scores"].float_val, np.float32),
+                    )
+                )
+    assert len(answers["native"]) == len(requests_) > 30
+    padded = 0
+    for number, (native, tf_answer) in enumerate(
+        zip(answers["native"], answers["tensorflow"], strict=True)
+    ):
+        assert native[0] == tf_answer[0], f"request {number}: identifiers differ"
+        assert np.allclose(native[1], tf_answer[1], atol=1e-4, rtol=1e-4), f"request {number}"
+        padded += native[0].count(b"")
+    assert padded > 0  # the fewer-than-k requests came back padded on both
