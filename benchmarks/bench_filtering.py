@@ -5,7 +5,10 @@ ScaNN index for recall@10 >= 0.95 unfiltered (as `scann-export --target-recall` 
 gives every candidate synthetic attributes whose tokens pass exactly 50 %, 10 %, 1 %,
 0.1 % and 0.01 % of the catalogue, builds the exported module in process and, for each
 selectivity, calls `retrieve_filtered` once per query, measuring recall@10 against exact
-filtered brute force (numpy) and the p50 latency, next to the unfiltered `retrieve`.
+filtered brute force (numpy) and the p50 latency, next to the unfiltered `retrieve`; in
+the same run the native backend's `retrieve_filtered` (numpy + ScaNN's pybind twin of the
+same index, as `scann-serve --backend=native` runs it) answers the same queries, and its
+p50, recall and agreement with the graph are reported beside.
 With `--modes auto,scann,exact` it also runs with the exact path switched off and with
 only the exact path, which is how the switch point was chosen. Not part of `make test`.
 
@@ -51,10 +54,14 @@ def attributes(n: int, seed: int) -> Any:
 
 
 def module(
-    items: np.ndarray, queries: np.ndarray, config: Any, table: Any, exact_max: int | None
+    items: np.ndarray,
+    queries: np.ndarray,
+    config: Any,
+    table: Any,
+    exact_max: int | None,
+    searcher: Any,
 ) -> Any:
     """The exported module over the catalogue (a lookup tower: query key i -> queries[i])."""
-    from scann_serving.export._index import build_tf_searcher
     from scann_serving.export._module import RetrievalModule
     from scann_serving.export.testing import TinyModelSpec, _lookup_tower
 
@@ -64,7 +71,7 @@ def module(
     return RetrievalModule(
         query_model=_lookup_tower(spec),
         identifiers=np.asarray([str(i) for i in range(len(items))], dtype=object),
-        searcher=build_tf_searcher(items, config, K),
+        searcher=searcher,
         index_config=config,
         embedding_dim=items.shape[1],
         k=K,
@@ -75,10 +82,52 @@ def module(
     )
 
 
+def native_index(
+    items: np.ndarray,
+    queries: np.ndarray,
+    config: Any,
+    table: Any,
+    exact_max: int | None,
+    searcher: Any,
+) -> Any:
+    """The native bundle's search over the very same index, built in process."""
+    from scann_serving.export._index import pybind_twin
+    from scann_serving.export._native import filter_settings, search_settings
+    from scann_serving.server._attribute_files import AttributeIndex, AttributeLayout
+    from scann_serving.server._native_filter import FilteredSearch
+    from scann_serving.server._native_search import TOWER_STRING, NativeIndex, QueryTable
+
+    schema = {
+        "format": 1,
+        "namespaces": list(table.namespaces),
+        "vocabulary": [str(t) for t in table.vocabulary],
+        "numeric_names": list(table.numeric_names),
+    }
+    layout = AttributeLayout(
+        schema, table.offsets, table.tokens, table.token_namespace, table.numeric
+    )
+    filtered = FilteredSearch(
+        AttributeIndex(layout), items, filter_settings(config, len(items), exact_max)
+    )
+    keys = {str(i).encode(): i for i in range(len(queries))}
+    return NativeIndex(
+        pybind_twin(searcher, items, config, K),
+        np.asarray([str(i).encode() for i in range(len(items))], dtype=object),
+        search_settings(config, K, MAX_K),
+        QueryTable(TOWER_STRING, queries, keys=keys, oov_row=0),
+        filtered,
+    )
+
+
 def measure(
-    mod: Any, items: np.ndarray, queries: np.ndarray, u: np.ndarray, calls: int
+    mod: Any,
+    native: Any,
+    items: np.ndarray,
+    queries: np.ndarray,
+    u: np.ndarray,
+    calls: int,
 ) -> dict[str, Any]:
-    """Recall@10 and latency per selectivity, and of the unfiltered `retrieve`."""
+    """Recall@10 and latency per selectivity (graph and native), and of unfiltered `retrieve`."""
     import tensorflow as tf
 
     filtered = mod.retrieve_filtered.get_concrete_function()
@@ -103,6 +152,7 @@ def measure(
     report: dict[str, Any] = {
         "unfiltered": {"p50_ms": float(np.median(spent)), "p99_ms": float(np.percentile(spent, 99))}
     }
+    native_empty = np.asarray([[b""]], dtype=object)
     for name, share in SELECTIVITIES.items():
         allow = tf.constant([[f"bucket={name}"]])
         spent, out = timed(
@@ -110,20 +160,33 @@ def measure(
                 query=key, k=k, allow=allow, deny=empty, numeric=empty
             )
         )
+        native_allow = np.asarray([[f"bucket={name}".encode()]], dtype=object)
+        native_spent, native_out = timed(
+            lambda key, allow=native_allow: native.retrieve_filtered(
+                np.asarray([key.numpy()[0]], dtype=object), K, allow, native_empty, native_empty
+            )
+        )
         passing = u < share
-        recalls = []
-        for row, result in enumerate(out):
+        recalls, native_recalls, same = [], [], 0
+        for row, (result, answer) in enumerate(zip(out, native_out, strict=True)):
             got = [int(i) for i in result["identifiers"].numpy()[0] if i]
-            assert all(passing[got]), "a returned candidate fails the filter"
+            native_got = [int(i) for i in answer[0][0] if i]
+            assert all(passing[got]) and all(passing[native_got]), "a candidate fails the filter"
             masked = np.where(passing, scores[row], -np.inf)
-            want = np.argsort(-masked, kind="stable")[: min(K, int(passing.sum()))]
-            recalls.append(len(set(got) & set(want.tolist())) / max(1, len(want)))
+            want = set(np.argsort(-masked, kind="stable")[: min(K, int(passing.sum()))].tolist())
+            recalls.append(len(set(got) & want) / max(1, len(want)))
+            native_recalls.append(len(set(native_got) & want) / max(1, len(want)))
+            same += got == native_got
         report[name] = {
             "selectivity": share,
             "passing": int(passing.sum()),
             "recall_at_10": float(np.mean(recalls)),
             "p50_ms": float(np.median(spent)),
             "p99_ms": float(np.percentile(spent, 99)),
+            "native_recall_at_10": float(np.mean(native_recalls)),
+            "native_p50_ms": float(np.median(native_spent)),
+            "native_p99_ms": float(np.percentile(native_spent, 99)),
+            "native_same_identifiers": same / len(out),
         }
         log(f"  {name:>6}: {report[name]}")
     return report
@@ -135,19 +198,22 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['num_candidates']:,} candidates x {results['dim']} dims, {results['queries']} queries, "
         f"index {results['index']}, unfiltered recall@10 {results['unfiltered_recall']:.3f}",
         "",
-        "| mode | selectivity | passing | recall@10 | p50 ms | p99 ms | p50 vs unfiltered |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | selectivity | passing | recall@10 | p50 ms | p99 ms | p50 vs unfiltered "
+        "| native recall@10 | native p50 ms | native p99 ms | same ids as TF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, report in results["modes"].items():
         base = report["unfiltered"]["p50_ms"]
         lines.append(
-            f"| {mode} | unfiltered | all | {results['unfiltered_recall']:.3f} | {base:.2f} | {report['unfiltered']['p99_ms']:.2f} | 1.0x |"
+            f"| {mode} | unfiltered | all | {results['unfiltered_recall']:.3f} | {base:.2f} | {report['unfiltered']['p99_ms']:.2f} | 1.0x | | | | |"
         )
         for name in SELECTIVITIES:
             r = report[name]
             lines.append(
                 f"| {mode} | {r['selectivity'] * 100:g} % | {r['passing']:,} | {r['recall_at_10']:.3f} | "
-                f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p50_ms'] / base:.1f}x |"
+                f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p50_ms'] / base:.1f}x | "
+                f"{r['native_recall_at_10']:.3f} | {r['native_p50_ms']:.2f} | "
+                f"{r['native_p99_ms']:.2f} | {r['native_same_identifiers'] * 100:.0f} % |"
             )
     return "\n".join(lines) + "\n"
 
@@ -169,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_filtering")
     args = parser.parse_args(argv)
     from scann_serving.export._evaluation import exact_top_k, recall_at_k
+    from scann_serving.export._index import build_tf_searcher
 
     log(f"catalogue: {args.num_candidates:,} x {args.dim}, {args.queries} queries")
     items, queries = catalogue(args.num_candidates, args.dim, args.queries, args.seed, args.spread)
@@ -187,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     for mode in args.modes.split(","):
         log(f"mode {mode}: building the module")
-        mod = module(items, queries, config, table, modes[mode])
-        results["modes"][mode] = measure(mod, items, queries, u, args.queries)
-        del mod
+        tf_searcher = build_tf_searcher(items, config, K)
+        mod = module(items, queries, config, table, modes[mode], tf_searcher)
+        native = native_index(items, queries, config, table, modes[mode], tf_searcher)
+        results["modes"][mode] = measure(mod, native, items, queries, u, args.queries)
+        del mod, native
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results))

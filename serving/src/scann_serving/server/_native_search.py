@@ -3,8 +3,9 @@
 Each method here mirrors one piece of the exported graph (export's `_module.RetrievalModule`):
 `QueryTable.embed` is the lookup query tower, `NativeIndex.search` is its `_search` (the same
 query-time knobs, multi-threaded from the same batch size), `retrieve_excluding` its
-over-fetch-mask-top-k. The export verifies the two against each other before it publishes,
-so a change on one side that the other does not follow fails the export, not a user.
+over-fetch-mask-top-k, `retrieve_filtered` its `CandidateFilter` (`_native_filter`). The
+export verifies the two against each other before it publishes, so a change on one side
+that the other does not follow fails the export, not a user.
 Nothing here imports TensorFlow.
 """
 
