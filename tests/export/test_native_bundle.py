@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SharedExport
-from scann_serving.client.contract import RETRIEVE, SEARCH_EMBEDDING, SIGNATURE_NAMES
+from scann_serving.client.contract import (
+    RETRIEVE,
+    RETRIEVE_FILTERED,
+    SEARCH_EMBEDDING,
+    SIGNATURE_NAMES,
+)
 from scann_serving.server._bundle import BUNDLE_RELPATH, bundle_dir, read_bundle
 from scann_serving.server._native_search import TOWER_STRING, run_signature
 
@@ -24,10 +29,12 @@ def test_each_version_carries_a_verified_bundle(shared_export: SharedExport, ver
     manifest = shared_export.manifest(version)
     native = manifest["native"]
     assert native["path"] == BUNDLE_RELPATH and native["tower"] == TOWER_STRING
-    assert sorted(native["signatures"]) == sorted(SIGNATURE_NAMES)
+    # The synthetic exports carry attributes, so the bundle serves retrieve_filtered too.
+    assert sorted(native["signatures"]) == sorted([*SIGNATURE_NAMES, RETRIEVE_FILTERED])
     assert native["bytes"] > 0 and native["savedmodel_bytes"] > 0
     checked = manifest["verification"]["native"]
     assert checked["identical_identifiers"] is True
+    assert RETRIEVE_FILTERED in checked["signatures"]
     assert checked["rows_compared"] >= 2 * 1000  # held-out keys and embeddings, >= 1000 each
     assert (shared_export.base / str(version) / BUNDLE_RELPATH / "scann").is_dir()
 

@@ -34,6 +34,7 @@ from scann_serving.client.contract import (
     SCORES,
     SEARCH_EMBEDDING,
     SERVING_DEFAULT,
+    TOKEN_SEPARATOR,
     K,
 )
 from scann_serving.server._bundle import bundle_dir, read_bundle, read_info
@@ -193,11 +194,14 @@ def filter_requests(
     filters += [([token], [], []) for token in dict.fromkeys(picks)]
     if len(order) > 1:
         filters += [(order[:2], [], []), ([], [order[0]], []), (order[1:3], [order[0]], [])]
-    other = [t for t in order if not t.startswith(f"{order[0].partition('=')[0]}=")]
+    first_namespace = order[0].partition(TOKEN_SEPARATOR)[0] if order else ""
+    other = [t for t in order if t.partition(TOKEN_SEPARATOR)[0] != first_namespace]
     if order and other:
         filters.append(([order[0], other[0]], [], []))
     if namespace:
-        filters.append(([f"{namespace}=\x00no such value"], [], []))  # none pass: padding
+        filters.append(
+            ([f"{namespace}{TOKEN_SEPARATOR}\x00no such value"], [], [])
+        )  # none pass: padding
     for column, name in enumerate(table.numeric_names):
         values = table.numeric[:, column]
         values = values[~np.isnan(values)]
