@@ -69,7 +69,7 @@ def native_filter(table: AttributeTable, embeddings: np.ndarray, exact: int) -> 
     return FilteredSearch(AttributeIndex(layout), embeddings, FilterSettings(exact, 0))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_native_filter_is_the_graph_and_never_returns_a_failing_candidate(data: Any) -> None:
     import tensorflow as tf
@@ -137,17 +137,14 @@ def test_auto_serves_a_version_with_attributes_natively(filtered_version: Any) -
     assert backend == "native", reason
 
 
-def test_verification_compares_filters_and_refuses_a_differing_one(
-    filtered_version: Any, tmp_path: Path
-) -> None:
+def test_verification_refuses_a_differing_filter(filtered_version: Any, tmp_path: Path) -> None:
     from scann_serving.export._verify import run_child
     from scann_serving.server._bundle import BUNDLE_RELPATH
 
+    # The untampered bundles pass it: the shared exports' (test_native_bundle) and, at
+    # a low switch point over a tree, the served comparison in test_filtered_serving.
     version, spec = filtered_version
     probe = (np.asarray(spec.users[:8], dtype=object), spec.user_embeddings[:16])
-    report = run_child(version, native_probe=probe)
-    assert "native_error" not in report, report.get("native_error")
-    assert "retrieve_filtered" in report["native"]["signatures"]
     # The graph holds its own copy of the attributes; the bundle reads the plain files.
     # Moving every year a decade on changes what the native filter passes, only there.
     copy = tmp_path / "1"
