@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Build the scann-serve and export images (the tags the kind overlay and BUILD.md use) with
-# podman or docker, then print each image's size. `make images` runs this after
-# docker/build_local_bases.sh has made sure the FROM bases exist.
+# Build the scann-serve, scann-serve-native (no TensorFlow) and export images (the tags the
+# overlays and BUILD.md use) with podman or docker, then print each image's size.
+# `make images` runs this after docker/build_local_bases.sh has made sure the FROM bases exist.
 #
-# Usage: docker/build_images.sh [IMAGE...]     (default: scann-serve export)
+# Usage: docker/build_images.sh [IMAGE...]     (default: scann-serve scann-serve-native export)
 # Environment:
 #   CONTAINER_ENGINE   podman or docker (default: docker/container_engine.sh)
 #   IMAGE_TAG          default 0.1.0
@@ -15,7 +15,11 @@ here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname -- "${here}")"
 engine="${CONTAINER_ENGINE:-$("${here}/container_engine.sh")}"
 tag="${IMAGE_TAG:-0.1.0}"
-declare -A names=([scann-serve]=scann-serving/scann-serve [export]=scann-serving/scann-export)
+declare -A names=(
+  [scann-serve]=scann-serving/scann-serve
+  [scann-serve-native]=scann-serving/scann-serve-native
+  [export]=scann-serving/scann-export
+)
 
 build_args=()
 if [[ "$(basename -- "${engine}")" == podman ]]; then
@@ -30,7 +34,7 @@ if [[ "$(basename -- "${engine}")" == podman ]]; then
 fi
 
 images=("$@")
-((${#images[@]})) || images=(scann-serve export)
+((${#images[@]})) || images=(scann-serve scann-serve-native export)
 for image in "${images[@]}"; do
   if [[ -z "${names[${image}]:-}" ]]; then
     echo "build_images.sh: unknown image ${image}; choose from: ${!names[*]}" >&2
@@ -53,3 +57,9 @@ for image in "${images[@]}"; do
   size="$("${engine}" image inspect --format '{{.Size}}' "${names[${image}]}:${tag}")"
   awk -v n="${names[${image}]}:${tag}" -v s="${size}" 'BEGIN { printf "%-36s %8.2f GB\n", n, s / 1e9 }'
 done
+# The native image's target is a quarter of the full one (issue 13).
+full="$("${engine}" image inspect --format '{{.Size}}' "${names[scann-serve]}:${tag}" 2>/dev/null || true)"
+native="$("${engine}" image inspect --format '{{.Size}}' "${names[scann-serve-native]}:${tag}" 2>/dev/null || true)"
+if [[ -n "${full}" && -n "${native}" ]]; then
+  awk -v f="${full}" -v n="${native}" 'BEGIN { printf "scann-serve-native / scann-serve: %.2f\n", n / f }'
+fi

@@ -26,6 +26,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 # Overlay -> the Dockerfile of the image its server container runs.
 SERVING_OVERLAYS = {
     "scann-serve": DOCKER_DIR / "scann-serve.Dockerfile",
+    "scann-serve-native": DOCKER_DIR / "scann-serve-native.Dockerfile",
     "tf-serving": DOCKER_DIR / "tf-serving.Dockerfile",
     "kind": DOCKER_DIR / "scann-serve.Dockerfile",
 }
@@ -33,6 +34,7 @@ ALL_OVERLAYS = (*SERVING_OVERLAYS, "kserve")
 DOCKERFILES = {
     "tf-serving": DOCKER_DIR / "tf-serving.Dockerfile",
     "scann-serve": DOCKER_DIR / "scann-serve.Dockerfile",
+    "scann-serve-native": DOCKER_DIR / "scann-serve-native.Dockerfile",
     "export": DOCKER_DIR / "export.Dockerfile",
 }
 # The Kubernetes version whose schemas the manifests must satisfy.

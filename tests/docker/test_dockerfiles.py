@@ -59,13 +59,16 @@ def test_tf_serving_image_pins_the_triple_and_records_it() -> None:
     )
 
 
-@pytest.mark.parametrize("image", ["scann-serve", "export"])
+@pytest.mark.parametrize("image", ["scann-serve", "scann-serve-native", "export"])
 def test_python_images_pin_python_and_record_the_locked_versions(image: str) -> None:
     args, stages = parse_dockerfile(DOCKERFILES[image])
     labels = stages[-1].labels
     assert args["PYTHON_VERSION"] == PINS["python"]
     assert all(s.base.startswith(f"python:{PINS['python']}-slim-") for s in stages[1:])
-    assert LOCKED["tensorflow"].startswith(labels["io.scann-serving.tensorflow.version"] + ".")
+    if image == "scann-serve-native":
+        assert "io.scann-serving.tensorflow.version" not in labels, "it has no TensorFlow"
+    else:
+        assert LOCKED["tensorflow"].startswith(labels["io.scann-serving.tensorflow.version"] + ".")
     assert labels["io.scann-serving.scann.version"] == LOCKED["scann"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["UV_VERSION"]), "the uv image is pinned"
 
@@ -86,7 +89,7 @@ def test_runtime_stage_runs_non_root_under_tini(image: str) -> None:
     assert final.entrypoint[:2] == ["/usr/bin/tini", "--"]
 
 
-@pytest.mark.parametrize("image", ["tf-serving", "scann-serve"])
+@pytest.mark.parametrize("image", ["tf-serving", "scann-serve", "scann-serve-native"])
 def test_serving_images_declare_the_tensorflow_serving_contract(image: str) -> None:
     _, stages = parse_dockerfile(DOCKERFILES[image])
     final = stages[-1]
@@ -111,14 +114,8 @@ def test_copied_sources_exist_and_pass_the_dockerignore(image: str) -> None:
                 ), f"{src} is excluded by {dockerfile.name}.dockerignore"
 
 
-def test_scann_serve_image_installs_only_the_server_dependencies() -> None:
-    """The Dockerfile's `uv sync --package scann-serving-server --extra tensorflow` (the full
-    image keeps the TensorFlow backend), resolved here from uv.lock."""
-    text = DOCKERFILES["scann-serve"].read_text()
-    sync = "uv sync --frozen --no-dev --no-editable --package scann-serving-server"
-    assert text.count(f"{sync} --extra tensorflow") == 2
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
+def _locked_server_packages(*extra: str) -> set[str]:
+    """The package names `uv export --package scann-serving-server [--extra ...]` resolves."""
     export = subprocess.run(
         [
             "uv",
@@ -127,8 +124,7 @@ def test_scann_serve_image_installs_only_the_server_dependencies() -> None:
             "--no-dev",
             "--package",
             "scann-serving-server",
-            "--extra",
-            "tensorflow",
+            *extra,
             "--no-hashes",
             "--no-header",
             "--no-annotate",
@@ -139,21 +135,36 @@ def test_scann_serve_image_installs_only_the_server_dependencies() -> None:
         timeout=120,
         check=True,
     ).stdout
-    names = {
+    return {
         re.split(r"[=\s;]", line, maxsplit=1)[0]
         for line in export.splitlines()
         if line and line[0].isalpha()
     }
-    assert {"tensorflow", "scann", "grpcio"} <= names
-    for heavy in (
-        "tensorflow-recommenders",
-        "tensorflow-datasets",
-        "matplotlib",
-        "pandas",
-        "pytest",
-        "tf-keras",
-    ):
-        assert heavy not in names, f"{heavy} is not a server dependency"
+
+
+@pytest.mark.parametrize(
+    ("image", "extra"),
+    [("scann-serve", ["--extra", "tensorflow"]), ("scann-serve-native", [])],
+)
+def test_serving_images_install_only_the_server_dependencies(image: str, extra: list[str]) -> None:
+    """The Dockerfile's `uv sync --package scann-serving-server` (the full image adds the
+    `[tensorflow]` extra for the TensorFlow backend; the native one must not), resolved here
+    from uv.lock."""
+    text = DOCKERFILES[image].read_text()
+    sync = "uv sync --frozen --no-dev --no-editable --package scann-serving-server"
+    assert text.count(sync) == 2
+    assert text.count(f"{sync} --extra tensorflow") == (2 if extra else 0)
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not on PATH")
+    names = _locked_server_packages(*extra)
+    assert {"scann", "grpcio", "numpy"} <= names
+    heavy = {"tensorflow-recommenders", "tensorflow-datasets", "matplotlib", "pandas", "pytest"}
+    heavy.add("tf-keras")
+    if not extra:
+        heavy |= {"tensorflow", "tensorflow-cpu", "tensorflow-serving-api", "keras", "tf-keras"}
+    else:
+        assert "tensorflow" in names
+    assert not heavy & names, f"{sorted(heavy & names)} are not dependencies of {image}"
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in DOCKER_DIR.glob("*.sh")))

@@ -42,7 +42,7 @@ PINNED_IMAGE = re.compile(r"^[^:@\s]+(?::(?!latest$)[\w][\w.-]{0,127})?(?:@sha25
 
 
 def _is_scann_serve(overlay: str) -> bool:
-    return SERVING_OVERLAYS[overlay].name == "scann-serve.Dockerfile"
+    return SERVING_OVERLAYS[overlay].name.startswith("scann-serve")
 
 
 def _server(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -248,9 +248,12 @@ def test_tf_serving_command_lines_are_valid_tensorflow_model_server_flags(render
     assert runtime["ports"][0]["containerPort"] == int(flags["rest_api_port"])
 
 
-def test_scann_serve_accepts_every_flag_the_overlay_passes(rendered, scann_serve_help: str) -> None:
-    _, container = _server(rendered["scann-serve"])
-    argv = _server_argv("scann-serve", container)
+@pytest.mark.parametrize("overlay", ["scann-serve", "scann-serve-native"])
+def test_scann_serve_accepts_every_flag_the_overlay_passes(
+    rendered, scann_serve_help: str, overlay: str
+) -> None:
+    _, container = _server(rendered[overlay])
+    argv = _server_argv(overlay, container)
     missing = [a for a in argv[1:] if f"--{a[2:].split('=')[0]}" not in scann_serve_help]
     assert not missing, f"scann-serve --help does not list: {missing}"
 

@@ -55,6 +55,7 @@ class Pod:
     drain_seconds: float
     grace_seconds: int
     pod: str = ""
+    started: float = 0.0  # seconds from container start to SERVING
 
     @property
     def target(self) -> str:

@@ -21,6 +21,7 @@ import yaml
 #: The tags docker/build_images.sh builds and the kind overlay names.
 IMAGES = {
     "scann-serve": "scann-serving/scann-serve:0.1.0",
+    "scann-serve-native": "scann-serving/scann-serve-native:0.1.0",
     "export": "scann-serving/scann-export:0.1.0",
 }
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,27 +161,33 @@ def expected(
 
 
 # --------------------------------------------------------------------------- the pod
-@pytest.fixture(scope="module")
-def pod(
+@contextmanager
+def _played(
     kind_overlay: list[dict[str, Any]],
-    models_volume: str,
-    version_1: Path,
-    run_id: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    volume: str,
+    name: str,
+    folder: Path,
+    *,
+    image: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[Pod]:
-    """`podman kube play` of the kind overlay's Deployment and ConfigMap, SERVING."""
+    """`podman kube play` of the kind overlay's Deployment and ConfigMap, SERVING; torn
+    down afterwards. `image`/`extra_args` swap the server image and append server flags (the
+    native image under the same pod spec); the start-to-SERVING time goes to `Pod.started`."""
     deployment = one(kind_overlay, "Deployment", "scann-serving")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    if image is not None:
+        container["image"] = image
+    container["args"] = [*container["args"], *extra_args]
     config_map = one(kind_overlay, "ConfigMap")
     config_map["metadata"].pop("namespace", None)
     ports = {8500: free_port(), 8501: free_port()}
-    name = f"scann-serving-{run_id}"
-    folder = tmp_path_factory.mktemp("kube")
     play = write_yaml(
         folder / "deployment.yaml",
-        kube_documents(deployment, name=name, claims={CLAIM: models_volume}, host_ports=ports),
+        kube_documents(deployment, name=name, claims={CLAIM: volume}, host_ports=ports),
     )
     config = write_yaml(folder / "configmap.yaml", [config_map])
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = container["args"]
     played = Pod(
         play,
         "",
@@ -197,15 +204,30 @@ def pod(
         _wait_for(
             lambda: played.health() == "SERVING" or not played.running(),
             START_TIMEOUT_S,
-            "the played Deployment to become SERVING",
+            f"the played Deployment ({container['image']}) to become SERVING",
         )
         assert played.running(), f"the server container exited:\n{played.logs()}"
-        _record(start_to_serving_seconds=time.time() - started_at(played.container))
+        played.started = time.time() - started_at(played.container)
         yield played
     finally:
         podman("kube", "down", str(play), timeout=120, check=False)
         # kube play keeps each ConfigMap in a volume of its name; kube down leaves it.
         podman("volume", "rm", "--force", config_map["metadata"]["name"], check=False)
+
+
+@pytest.fixture(scope="module")
+def pod(
+    kind_overlay: list[dict[str, Any]],
+    models_volume: str,
+    version_1: Path,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pod]:
+    """The kind overlay's Deployment as it is (the full scann-serve image), SERVING."""
+    folder = tmp_path_factory.mktemp("kube")
+    with _played(kind_overlay, models_volume, f"scann-serving-{run_id}", folder) as played:
+        _record(start_to_serving_seconds=played.started)
+        yield played
 
 
 @pytest.fixture
@@ -242,9 +264,9 @@ def test_played_deployment_serves_version_1(pod: Pod) -> None:
     assert [(v.version, v.state) for v in status.versions] == [(1, "AVAILABLE")]
 
 
-def test_stubs_client_and_rest_give_the_exporters_answers(
-    pod: Pod, expected: list[Expected]
-) -> None:
+def _assert_exporters_answers(pod: Pod, expected: list[Expected]) -> None:
+    """The stubs, RetrievalClient and REST each answer every warmup request as the
+    exporter's check did (identifiers exactly, scores within 1e-4), from version 1."""
     from scann_serving.client import RetrievalClient
 
     with RetrievalClient(pod.target, model=MODEL) as client:
@@ -260,6 +282,82 @@ def test_stubs_client_and_rest_give_the_exporters_answers(
             if answer is not None:
                 assert answer[0] == case.identifiers, f"RetrievalClient, {what}"
                 np.testing.assert_allclose(answer[1], case.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_stubs_client_and_rest_give_the_exporters_answers(
+    pod: Pod, expected: list[Expected]
+) -> None:
+    _assert_exporters_answers(pod, expected)
+
+
+class TestNativeImage:
+    """The TensorFlow-free image (docker/scann-serve-native.Dockerfile) played from the same
+    Deployment, with `--backend=native` appended as its overlay does, on the same volume while
+    it holds only version 1: the same answers, no TensorFlow, the same user and read-only root.
+    Its pod runs beside the full one and is torn down before the rollover tests."""
+
+    @pytest.fixture(scope="class")
+    def native_pod(
+        self,
+        kind_overlay: list[dict[str, Any]],
+        models_volume: str,
+        version_1: Path,
+        run_id: str,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[Pod]:
+        folder = tmp_path_factory.mktemp("kube-native")
+        name = f"scann-serving-native-{run_id}"
+        with _played(
+            kind_overlay,
+            models_volume,
+            name,
+            folder,
+            image=IMAGES["scann-serve-native"],
+            extra_args=("--backend=native",),
+        ) as played:
+            _record(native_start_to_serving_seconds=played.started)
+            yield played
+
+    def test_serves_version_1_on_the_native_backend(self, native_pod: Pod) -> None:
+        from scann_serving.client import RetrievalClient
+
+        assert native_pod.health() == "SERVING"
+        with RetrievalClient(native_pod.target, model=MODEL) as client:
+            (version,) = client.status().versions
+        assert (version.version, version.state) == (1, "AVAILABLE")
+        assert version.error_message.startswith("--backend=native:"), version.error_message
+
+    def test_gives_the_exporters_answers(self, native_pod: Pod, expected: list[Expected]) -> None:
+        _assert_exporters_answers(native_pod, expected)
+
+    def test_has_no_tensorflow(self, native_pod: Pod) -> None:
+        imported = podman(
+            "exec", native_pod.container, "python", "-c", "import tensorflow", check=False
+        )
+        assert imported.returncode != 0
+        assert "No module named 'tensorflow'" in imported.stderr, imported.stderr
+        # What the running server has mapped: ScaNN's searcher, and nothing of TensorFlow.
+        maps = podman("exec", native_pod.container, "sh", "-c", _SERVER_MAPS).stdout
+        assert "scann_pybind" in maps and "tensorflow" not in maps, maps[-2000:]
+
+    def test_runs_as_the_image_user_with_a_read_only_root(self, native_pod: Pod) -> None:
+        user = parse_dockerfile(DOCKERFILES["scann-serve-native"])[1][-1].user
+        uid = podman("exec", native_pod.container, "id", "-u").stdout.strip()
+        gid = podman("exec", native_pod.container, "id", "-g").stdout.strip()
+        assert f"{uid}:{gid}" == user
+        assert inspect(native_pod.container)["HostConfig"]["ReadonlyRootfs"] is True
+        for path in ("/opt/venv/probe", "/models/probe"):
+            touched = podman("exec", native_pod.container, "touch", path, check=False)
+            assert touched.returncode != 0 and "Read-only file system" in touched.stderr, path
+
+
+# The shared-library paths mapped by the container's scann-serve process (found by its
+# command line; the shell running this is not it).
+_SERVER_MAPS = (
+    'for d in /proc/[0-9]*; do [ "$d" = "/proc/$$" ] && continue; '
+    'if grep -q scann-serve "$d/cmdline" 2>/dev/null; then '
+    "awk '{print $6}' \"$d/maps\" | sort -u; fi; done"
+)
 
 
 def test_metrics_page_counts_requests(pod: Pod) -> None:
