@@ -123,7 +123,9 @@ def kube_documents(
     """The rendered Deployment as `podman kube play` should run it on this host.
 
     Changed, and only this: a unique name (runs do not collide), one replica, no namespace,
-    each claim renamed to its named volume, and `hostPort`s so the ports are published.
+    each claim renamed to its named volume, each ConfigMap and emptyDir volume prefixed with
+    the name (podman keeps both as named volumes; two pods played side by side must not
+    share them, nor remove each other's), and `hostPort`s so the ports are published.
     (podman turns the probes into systemd-timer health checks; without systemd it logs that
     it cannot and runs the pod anyway. The tests ask grpc.health, as the readinessProbe does.)
     """
@@ -132,10 +134,18 @@ def kube_documents(
     doc["metadata"].pop("namespace", None)
     doc["spec"]["replicas"] = 1
     spec = doc["spec"]["template"]["spec"]
+    renamed = {}
     for volume in spec.get("volumes", []):
         claim = volume.get("persistentVolumeClaim")
         if claim:
             claim["claimName"] = claims[claim["claimName"]]
+        if "configMap" in volume:
+            volume["configMap"]["name"] = f"{name}-{volume['configMap']['name']}"
+        if "emptyDir" in volume:
+            renamed[volume["name"]] = volume["name"] = f"{name}-{volume['name']}"
+    for container in spec["containers"]:
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = renamed.get(mount["name"], mount["name"])
     for container in spec["containers"]:
         for port in container.get("ports", []):
             port["hostPort"] = host_ports[port["containerPort"]]
@@ -161,3 +171,15 @@ def server_container(pod_prefix: str) -> str:
     names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
     (found,) = [n for n in names if n.startswith(f"{pod_prefix}-pod") and n.endswith("-server")]
     return found
+
+
+def played_volumes(documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The named volumes `kube play` of `documents` creates (ConfigMaps, emptyDirs), which
+    `kube down` leaves behind."""
+    names = [d["metadata"]["name"] for d in documents if d["kind"] == "ConfigMap"]
+    for doc in documents:
+        if doc["kind"] == "Deployment":
+            for volume in doc["spec"]["template"]["spec"].get("volumes", []):
+                if "emptyDir" in volume:
+                    names.append(volume["name"])
+    return names

@@ -11,6 +11,7 @@ container exits 0. Start-up and export times go to out/image-test/measurements.j
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import shutil
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import requests
@@ -30,6 +32,7 @@ from _podman import (
     IMAGES,
     inspect,
     kube_documents,
+    played_volumes,
     podman,
     run_argv,
     server_container,
@@ -174,18 +177,18 @@ def _played(
     """`podman kube play` of the kind overlay's Deployment and ConfigMap, SERVING; torn
     down afterwards. `image`/`extra_args` swap the server image and append server flags (the
     native image under the same pod spec); the start-to-SERVING time goes to `Pod.started`."""
-    deployment = one(kind_overlay, "Deployment", "scann-serving")
+    # Copies: the rendered overlay is the session's, and two pods are played from it.
+    deployment = copy.deepcopy(one(kind_overlay, "Deployment", "scann-serving"))
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     if image is not None:
         container["image"] = image
     container["args"] = [*container["args"], *extra_args]
-    config_map = one(kind_overlay, "ConfigMap")
+    config_map = copy.deepcopy(one(kind_overlay, "ConfigMap"))
     config_map["metadata"].pop("namespace", None)
+    config_map["metadata"]["name"] = f"{name}-{config_map['metadata']['name']}"
     ports = {8500: free_port(), 8501: free_port()}
-    play = write_yaml(
-        folder / "deployment.yaml",
-        kube_documents(deployment, name=name, claims={CLAIM: volume}, host_ports=ports),
-    )
+    documents = kube_documents(deployment, name=name, claims={CLAIM: volume}, host_ports=ports)
+    play = write_yaml(folder / "deployment.yaml", documents)
     config = write_yaml(folder / "configmap.yaml", [config_map])
     args = container["args"]
     played = Pod(
@@ -211,8 +214,10 @@ def _played(
         yield played
     finally:
         podman("kube", "down", str(play), timeout=120, check=False)
-        # kube play keeps each ConfigMap in a volume of its name; kube down leaves it.
-        podman("volume", "rm", "--force", config_map["metadata"]["name"], check=False)
+        # kube play keeps each ConfigMap and emptyDir in a volume of its name; kube down
+        # leaves them.
+        for leftover in played_volumes([*documents, config_map]):
+            podman("volume", "rm", "--force", leftover, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -327,8 +332,23 @@ class TestNativeImage:
         assert (version.version, version.state) == (1, "AVAILABLE")
         assert version.error_message.startswith("--backend=native:"), version.error_message
 
-    def test_gives_the_exporters_answers(self, native_pod: Pod, expected: list[Expected]) -> None:
-        _assert_exporters_answers(native_pod, expected)
+    def test_gives_the_exporters_answers(
+        self, native_pod: Pod, expected: list[Expected], version_1: Path
+    ) -> None:
+        """The same answers on every signature the version's native bundle serves; the others
+        (`retrieve_filtered` until the backend filters natively) are FAILED_PRECONDITION with
+        the fix, as `--backend=native` promises, and the full image serves them."""
+        from scann_serving.server._bundle import bundle_dir, read_info
+
+        covered = set(read_info(bundle_dir(version_1)).signatures)
+        served = [case for case in expected if case.signature in covered]
+        assert served, f"the bundle serves none of the warmup signatures ({sorted(covered)})"
+        _assert_exporters_answers(native_pod, served)
+        for case in (c for c in expected if c.signature not in covered):
+            with pytest.raises(grpc.RpcError) as refused:
+                via_stubs(native_pod, case)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, case.signature
+            assert "--backend=tensorflow" in str(refused.value.details()), case.signature
 
     def test_has_no_tensorflow(self, native_pod: Pod) -> None:
         imported = podman(
