@@ -18,8 +18,8 @@ from scann_serving.server._errors import (
     ServingError,
 )
 from scann_serving.server._filters import FilterSchema
-from scann_serving.server._pb import PredictionLog, SignatureDef
-from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
+from scann_serving.server._pb import SignatureDef
+from scann_serving.server._preflight import check_runtime, read_manifest
 from scann_serving.server._servable import (
     DEFAULT_SIGNATURE,
     LoadError,
@@ -30,7 +30,7 @@ from scann_serving.server._servable import (
     validate_inputs,
 )
 from scann_serving.server._tensors import proto_to_array
-from scann_serving.server._warmup import MAX_WARMUP_RECORDS, read_tfrecords
+from scann_serving.server._warmup import warmup_requests
 
 # Defined with the Servable interface; importable from here as before.
 __all__ = ["DEFAULT_SIGNATURE", "LoadError", "ServableVersion", "Signature", "TensorInfo"]
@@ -168,17 +168,8 @@ class ServableVersion:
 
     def warmup(self, iterations: int = 1) -> int:
         """Replays assets.extra/tf_serving_warmup_requests; returns the number of records."""
-        path = self.path / WARMUP_RELPATH
-        if not path.exists():
-            return 0
-        records = read_tfrecords(path)
-        if len(records) > MAX_WARMUP_RECORDS:
-            raise LoadError(f"{path} has {len(records)} records; at most {MAX_WARMUP_RECORDS}")
-        for number, record in enumerate(records):
-            log = PredictionLog.FromString(record)
-            if log.WhichOneof("log_type") != "predict_log":
-                raise LoadError(f"warmup record {number} in {path} is not a predict_log")
-            request = log.predict_log.request
+        path, requests = warmup_requests(self.path)
+        for number, request in enumerate(requests):
             try:
                 signature = self.signature(request.model_spec.signature_name)
                 inputs = {k: proto_to_array(v, k) for k, v in request.inputs.items()}
@@ -188,7 +179,7 @@ class ServableVersion:
                     self.run(signature, inputs, list(request.output_filter) or None)
             except ServingError as exc:
                 raise LoadError(f"warmup request {number} in {path} failed: {exc.message}") from exc
-        return len(records)
+        return len(requests)
 
 
 def _fast_caller(fn: Any) -> Any:

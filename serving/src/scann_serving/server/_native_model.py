@@ -26,8 +26,8 @@ from scann_serving.server._bundle import (
 from scann_serving.server._errors import FailedPrecondition, Internal, ServingError
 from scann_serving.server._filters import FilterSchema
 from scann_serving.server._native_search import run_signature
-from scann_serving.server._pb import DataType, PredictionLog, SignatureDefMap
-from scann_serving.server._preflight import WARMUP_RELPATH, check_runtime, read_manifest
+from scann_serving.server._pb import DataType, SignatureDefMap
+from scann_serving.server._preflight import check_runtime, read_manifest
 from scann_serving.server._servable import (
     DEFAULT_SIGNATURE,
     LoadError,
@@ -38,7 +38,7 @@ from scann_serving.server._servable import (
     validate_inputs,
 )
 from scann_serving.server._tensors import proto_to_array
-from scann_serving.server._warmup import MAX_WARMUP_RECORDS, read_tfrecords
+from scann_serving.server._warmup import warmup_requests
 
 BACKEND = "native"
 #: TensorFlow's dtype names (what the TensorFlow servable's specs say) by DataType name.
@@ -167,17 +167,8 @@ class NativeServable:
 
     def warmup(self, iterations: int = 1) -> int:
         """Replays the warmup requests of the signatures the bundle serves."""
-        path = self.path / WARMUP_RELPATH
-        if not path.exists():
-            return 0
-        records = read_tfrecords(path)
-        if len(records) > MAX_WARMUP_RECORDS:
-            raise LoadError(f"{path} has {len(records)} records; at most {MAX_WARMUP_RECORDS}")
-        for number, record in enumerate(records):
-            log = PredictionLog.FromString(record)
-            if log.WhichOneof("log_type") != "predict_log":
-                raise LoadError(f"warmup record {number} in {path} is not a predict_log")
-            request = log.predict_log.request
+        path, requests = warmup_requests(self.path)
+        for number, request in enumerate(requests):
             try:
                 signature = self.signature(request.model_spec.signature_name)
                 if signature.name not in self.covered:
@@ -188,4 +179,4 @@ class NativeServable:
                     self.run(signature, inputs, list(request.output_filter) or None)
             except ServingError as exc:
                 raise LoadError(f"warmup request {number} in {path} failed: {exc.message}") from exc
-        return len(records)
+        return len(requests)
