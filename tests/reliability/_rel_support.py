@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pytest
 import requests
 from serve_helpers import predict_request
 
@@ -32,6 +33,16 @@ MAX_BATCH = 4096
 MAX_MESSAGE = 1024 * 1024
 MUTABLE_MODELS = ("rollover", "rollback", "broken", "atomic")
 
+#: The --backend values every backend-dependent promise is checked on: the servers of these
+#: tests run once per backend (the tiny model's native bundle covers all its signatures, so
+#: `auto` would pick native and leave the TensorFlow backend unchecked).
+BACKENDS = ("native", "tensorflow")
+
+#: For a test whose promise the backend cannot change (what the exporter leaves on disk,
+#: limits the gRPC transport enforces): the shared server's native variant only, so the
+#: suite does not pay twice for the same check.
+backend_independent = pytest.mark.parametrize("shared_server", [BACKENDS[0]], indirect=True)
+
 
 @dataclass(frozen=True)
 class SharedServer:
@@ -40,6 +51,7 @@ class SharedServer:
     process: Any  # serve_helpers.ServerProcess
     bases: dict[str, Path]
     channel: Any
+    backend: str  # the --backend it runs with (one of BACKENDS)
 
     @property
     def target(self) -> str:
@@ -110,6 +122,19 @@ def model_status(channel: Any, model: str) -> dict[int, VersionState]:
         )
         for s in reply.model_version_status
     }
+
+
+def assert_backend(channel: Any, model: str, backend: str) -> None:
+    """Every AVAILABLE version of `model` runs on `backend`, as GetModelStatus reports it
+    (the status message of an AVAILABLE version is the server's reason for its backend)."""
+    available = {v: s for v, s in model_status(channel, model).items() if s.state == "AVAILABLE"}
+    assert available, f"{model} has no AVAILABLE version"
+    wrong = {
+        v: s.error_message
+        for v, s in available.items()
+        if not s.error_message.startswith(f"--backend={backend}:")
+    }
+    assert not wrong, f"{model}: versions not on the {backend} backend: {wrong}"
 
 
 def metrics_text(rest_url: str) -> str:

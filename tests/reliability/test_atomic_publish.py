@@ -7,6 +7,11 @@ chosen point of the write, while the shared server polls the base path every sec
 Promised: no numeric version directory appears, the server never tries to load anything
 (no load attempt in its status, metrics or log), and a rerun publishes normally (and
 clears the dead exporter's staging directory).
+
+Backend-independent (run on the native shared server only): what is promised is what the
+exporter leaves on disk and that the manager's poll never picks up a staging directory,
+both before any backend is chosen; loading the rerun's complete version on each backend is
+what test_rollover checks on both.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from _rel_support import (
     POLL_SECONDS,
     Load,
     SharedServer,
+    backend_independent,
     failures,
     latest_version,
     metric,
@@ -32,6 +38,8 @@ from _rel_support import (
     model_status,
     wait_until,
 )
+
+pytestmark = backend_independent
 
 MODEL = "atomic"
 EXPORTER = (

@@ -4,6 +4,10 @@ A call with a tiny deadline gets DEADLINE_EXCEEDED (never an answer computed too
 never another status) while other clients keep getting answers; a request over the server's message size limit (the shared server runs
 with --grpc_channel_arguments=grpc.max_receive_message_length=1 MiB) gets
 RESOURCE_EXHAUSTED and the server keeps serving.
+
+Backend-independent (run on the native shared server only): the server checks a call's
+deadline before it hands the call to a backend, and gRPC refuses the oversized message before
+the server sees it.
 """
 
 from __future__ import annotations
@@ -12,8 +16,18 @@ import time
 
 import grpc
 import pytest
-from _rel_support import MAX_BATCH, MAX_MESSAGE, Load, SharedServer, failures, prediction_stub
+from _rel_support import (
+    MAX_BATCH,
+    MAX_MESSAGE,
+    Load,
+    SharedServer,
+    backend_independent,
+    failures,
+    prediction_stub,
+)
 from serve_helpers import predict_request
+
+pytestmark = backend_independent
 
 MODEL = "retrieval"
 #: gRPC rounds deadlines up to whole milliseconds; a call of MAX_BATCH rows at k=50 does

@@ -4,7 +4,9 @@ A scann-serve of its own serves a model whose base path gets a new version each 
 (published atomically); the latest-version policy loads and warms it, then unloads the
 previous one. After each cycle (new version AVAILABLE, old one END, a few calls answered)
 the server's resident memory is read with psutil. Promised: after the last cycle it is at
-most 10% above what it was after the first.
+most 10% above what it was after the first. Run on each backend (`backend` fixture): each
+loads, warms and frees a version its own way (a TensorFlow graph and session, or a ScaNN
+searcher and numpy tables).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _rel_support import model_status, prediction_stub, publish_copy, wait_until
+from _rel_support import assert_backend, model_status, prediction_stub, publish_copy, wait_until
 from serve_helpers import ServerProcess, predict_request
 
 MODEL = "retrieval"
@@ -37,12 +39,16 @@ def _cycle(server: ServerProcess, channel: object, base: Path, version: int) -> 
         assert reply.model_spec.version.value == version
 
 
-def _memory_cycles(tiny_model_base: Path, tmp_path: Path, cycles: int) -> list[int]:
-    """RSS in bytes after each of `cycles` load/unload cycles."""
+def _memory_cycles(tiny_model_base: Path, tmp_path: Path, backend: str, cycles: int) -> list[int]:
+    """RSS in bytes after each of `cycles` load/unload cycles on `backend`."""
     base = tmp_path / MODEL
     shutil.copytree(tiny_model_base, base)
     server = ServerProcess(
-        "--file_system_poll_wait_seconds=1", model_name=MODEL, model_base_path=base, rest=False
+        "--file_system_poll_wait_seconds=1",
+        f"--backend={backend}",
+        model_name=MODEL,
+        model_base_path=base,
+        rest=False,
     ).start()
     assert server.process is not None
     rss = []
@@ -53,6 +59,7 @@ def _memory_cycles(tiny_model_base: Path, tmp_path: Path, cycles: int) -> list[i
                 _cycle(server, channel, base, version)
                 time.sleep(0.2)
                 rss.append(process.memory_info().rss)
+            assert_backend(channel, MODEL, backend)
         assert server.process.poll() is None, server.logs[-2000:]
     finally:
         server.stop()
@@ -69,12 +76,16 @@ def _check(rss: list[int]) -> str:
     return f"{len(rss)} cycles: RSS {first / 2**20:.0f} -> {last / 2**20:.0f} MiB ({growth:+.1%}); per cycle: {figures}"
 
 
-def test_memory_after_load_unload_cycles(tiny_model_base: Path, tmp_path: Path) -> None:
+def test_memory_after_load_unload_cycles(
+    tiny_model_base: Path, tmp_path: Path, backend: str
+) -> None:
     """Fast variant: 5 load/unload cycles."""
-    print(_check(_memory_cycles(tiny_model_base, tmp_path, cycles=5)))
+    print(_check(_memory_cycles(tiny_model_base, tmp_path, backend, cycles=5)))
 
 
 @pytest.mark.slow
-def test_memory_after_load_unload_cycles_soak(tiny_model_base: Path, tmp_path: Path) -> None:
+def test_memory_after_load_unload_cycles_soak(
+    tiny_model_base: Path, tmp_path: Path, backend: str
+) -> None:
     """Soak variant (issue 6): 20 load/unload cycles."""
-    print(_check(_memory_cycles(tiny_model_base, tmp_path, cycles=20)))
+    print(_check(_memory_cycles(tiny_model_base, tmp_path, backend, cycles=20)))

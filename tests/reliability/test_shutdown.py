@@ -7,6 +7,8 @@ Promised: every call the server admitted succeeds (some are in flight when the s
 arrives) and every call it refused says it is shutting down; health leaves SERVING; new
 calls (after the server's 50 ms admit window) are refused with UNAVAILABLE; the process
 exits 0 without running out of --drain_grace_seconds.
+Run on each backend (`backend` fixture): the calls in flight at the signal are computed by
+it, and the TensorFlow backend's work runs on TensorFlow's own threads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _rel_support import Call, Load, prediction_stub
+from _rel_support import Call, Load, assert_backend, prediction_stub
 from serve_helpers import ServerProcess, predict_request
 
 MODEL = "retrieval"
@@ -57,13 +59,18 @@ def _probe(server: ServerProcess) -> tuple[float, str]:
     return started, "OK"
 
 
-def _sigterm_under_load(base: Path, clients: int, load_seconds: float) -> Shutdown:
+def _sigterm_under_load(base: Path, backend: str, clients: int, load_seconds: float) -> Shutdown:
     server = ServerProcess(
-        f"--drain_grace_seconds={GRACE_SECONDS}", model_name=MODEL, model_base_path=base
+        f"--drain_grace_seconds={GRACE_SECONDS}",
+        f"--backend={backend}",
+        model_name=MODEL,
+        model_base_path=base,
     )
     try:
         server.start()
         assert server.process is not None
+        with server.channel() as channel:
+            assert_backend(channel, MODEL, backend)
         queries = [str(u) for u in range(1, 51)]
         with Load(server.target, MODEL, clients, queries, batch=256, stubs_only=True) as load:
             load.wait_for_calls(ok=clients * 2, timeout=60)
@@ -127,13 +134,13 @@ def _check(run: Shutdown) -> str:
     )
 
 
-def test_sigterm_under_load(tiny_model_base: Path) -> None:
+def test_sigterm_under_load(tiny_model_base: Path, backend: str) -> None:
     """Fast variant: 4 clients, SIGTERM after 2 s of load."""
-    run = _sigterm_under_load(tiny_model_base, clients=4, load_seconds=2.0)
+    run = _sigterm_under_load(tiny_model_base, backend, clients=4, load_seconds=2.0)
     print(_check(run))
 
 
 @pytest.mark.slow
-def test_sigterm_under_load_soak(tiny_model_base: Path) -> None:
+def test_sigterm_under_load_soak(tiny_model_base: Path, backend: str) -> None:
     """Soak variant: 8 clients, SIGTERM after 30 s of load."""
-    print(_check(_sigterm_under_load(tiny_model_base, clients=8, load_seconds=30.0)))
+    print(_check(_sigterm_under_load(tiny_model_base, backend, clients=8, load_seconds=30.0)))

@@ -6,6 +6,9 @@ a rogue one signs another client's. scann-serve runs with --ssl_config_file
 Refused: a plaintext channel, TLS without a client certificate, a client certificate from
 the rogue CA (and a client that does not trust the server's CA). Accepted: the valid
 client, through the official stubs and through the project's RetrievalClient.
+
+Backend-independent (one server, `--backend=auto`, which serves the tiny model natively):
+the handshake is gRPC's, done before any request reaches a backend.
 """
 
 from __future__ import annotations
