@@ -4,7 +4,8 @@ One story, in order, on one named volume standing in for the `scann-models` clai
 the export image runs as the rendered export Job (its args, env, user, read-only root) and
 writes version 1; `podman kube play` runs the kind overlay's rendered Deployment with its
 ConfigMap; it becomes SERVING; the official stubs, `RetrievalClient` and REST answer what the
-exporter's own fresh-process check answers; a broken version never replaces the good one;
+exporter's own fresh-process check answers (and so do the native image and the full image
+with `--backend=tensorflow`, played beside it); a broken version never replaces the good one;
 a second export under client load takes over without a failed call; SIGTERM drains and the
 container exits 0. Start-up and export times go to out/image-test/measurements.json.
 """
@@ -369,6 +370,75 @@ class TestNativeImage:
         for path in ("/opt/venv/probe", "/models/probe"):
             touched = podman("exec", native_pod.container, "touch", path, check=False)
             assert touched.returncode != 0 and "Read-only file system" in touched.stderr, path
+
+
+class TestTensorflowBackend:
+    """The full image played from the same Deployment with `--backend=tensorflow` appended,
+    on the same volume while it holds only version 1. The Deployment as it is (`pod`) serves
+    the demo natively under `--backend=auto`, so this is the one place a container runs the
+    SavedModel: the exporter's answers on every signature, the native pod's top-k, and the
+    backend reported where the server reports it. Torn down before the rollover tests."""
+
+    @pytest.fixture(scope="class")
+    def tensorflow_pod(
+        self,
+        kind_overlay: list[dict[str, Any]],
+        models_volume: str,
+        version_1: Path,
+        run_id: str,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[Pod]:
+        folder = tmp_path_factory.mktemp("kube-tensorflow")
+        name = f"scann-serving-tf-{run_id}"
+        with _played(
+            kind_overlay, models_volume, name, folder, extra_args=("--backend=tensorflow",)
+        ) as played:
+            _record(tensorflow_start_to_serving_seconds=played.started)
+            yield played
+
+    def test_reports_the_tensorflow_backend(self, tensorflow_pod: Pod) -> None:
+        """GetModelStatus, the metadata and the metrics page each name the backend."""
+        from scann_serving.client import RetrievalClient
+
+        with RetrievalClient(tensorflow_pod.target, model=MODEL) as client:
+            (version,) = client.status().versions
+            meta = client.metadata()
+        assert (version.version, version.state) == (1, "AVAILABLE")
+        assert version.error_message.startswith("--backend=tensorflow:"), version.error_message
+        assert meta.manifest["serving_backend"]["backend"] == "tensorflow", meta.manifest
+        page = requests.get(f"{tensorflow_pod.rest_url}/monitoring/prometheus/metrics", timeout=10)
+        gauge = [
+            line
+            for line in page.text.splitlines()
+            if line.startswith("scann_serving_model_backend{") and f'model="{MODEL}"' in line
+        ]
+        assert len(gauge) == 1 and 'backend="tensorflow"' in gauge[0], gauge or page.text[-2000:]
+
+    def test_gives_the_exporters_and_the_native_answers(
+        self, tensorflow_pod: Pod, pod: Pod, expected: list[Expected]
+    ) -> None:
+        """Every warmup request (all signatures: the SavedModel serves them all) answers as
+        the exporter's check did, and with the same top-k as the Deployment as it is, which
+        serves the version natively."""
+        from scann_serving.client import RetrievalClient
+
+        with RetrievalClient(pod.target, model=MODEL) as client:
+            serving = client.metadata().manifest["serving_backend"]
+        assert serving["backend"] == "native", (
+            f"the Deployment as it is no longer serves version 1 natively, so this test "
+            f"compares TensorFlow with TensorFlow: {serving}"
+        )
+        _assert_exporters_answers(tensorflow_pod, expected)
+        for i, case in enumerate(expected):
+            tf_ids, tf_scores, _ = via_stubs(tensorflow_pod, case)
+            native_ids, native_scores, _ = via_stubs(pod, case)
+            assert tf_ids == native_ids, f"warmup request {i} ({case.signature})"
+            np.testing.assert_allclose(tf_scores, native_scores, rtol=1e-4, atol=1e-4)
+
+    def test_runs_tensorflow(self, tensorflow_pod: Pod) -> None:
+        """The server process has TensorFlow mapped (the native pod's has none)."""
+        maps = podman("exec", tensorflow_pod.container, "sh", "-c", _SERVER_MAPS).stdout
+        assert "tensorflow" in maps, maps[-2000:]
 
 
 # The shared-library paths mapped by the container's scann-serve process (found by its
