@@ -93,21 +93,12 @@ def native_index(
     """The native bundle's search over the very same index, built in process."""
     from scann_serving.export._index import pybind_twin
     from scann_serving.export._native import filter_settings, search_settings
-    from scann_serving.server._attribute_files import AttributeIndex, AttributeLayout
+    from scann_serving.server._attribute_files import AttributeIndex
     from scann_serving.server._native_filter import FilteredSearch
     from scann_serving.server._native_search import TOWER_STRING, NativeIndex, QueryTable
 
-    schema = {
-        "format": 1,
-        "namespaces": list(table.namespaces),
-        "vocabulary": [str(t) for t in table.vocabulary],
-        "numeric_names": list(table.numeric_names),
-    }
-    layout = AttributeLayout(
-        schema, table.offsets, table.tokens, table.token_namespace, table.numeric
-    )
     filtered = FilteredSearch(
-        AttributeIndex(layout), items, filter_settings(config, len(items), exact_max)
+        AttributeIndex(table.layout()), items, filter_settings(config, len(items), exact_max)
     )
     keys = {str(i).encode(): i for i in range(len(queries))}
     return NativeIndex(

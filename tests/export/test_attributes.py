@@ -8,6 +8,7 @@ filter (`AttributeTable.passes`) that the graph is tested against.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,49 @@ def test_augmented_copies_inherit_and_the_layout_round_trips(tmp_path: Path) -> 
     }
     assert schema["numeric_attributes"]["year"] == {"min": 1990.0, "max": 2005.0, "missing": 2}
     assert schema["candidates_with_tokens"] == 3
+
+
+def _damage_numeric(directory: Path) -> None:
+    np.save(directory / "numeric.npy", np.zeros((2, 1)))  # 2 rows for 4 candidates
+
+
+def _damage_tokens(directory: Path) -> None:
+    tokens = np.load(directory / "tokens.npy")
+    tokens[-1] = 99  # a token id beyond the vocabulary
+    np.save(directory / "tokens.npy", tokens)
+
+
+def _damage_offsets(directory: Path) -> None:
+    offsets = np.load(directory / "offsets.npy")
+    offsets[1], offsets[2] = offsets[2], offsets[1]
+    np.save(directory / "offsets.npy", offsets)
+
+
+def _drop_schema(directory: Path) -> None:
+    (directory / "schema.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (_damage_numeric, "numeric of shape"),
+        (_damage_tokens, "outside the vocabulary"),
+        (_damage_offsets, "offsets decrease"),
+        (_drop_schema, "schema.json"),
+    ],
+)
+def test_loading_damaged_attribute_files_names_them_and_the_fix(
+    tmp_path: Path, damage: Any, named: str
+) -> None:
+    """The export reads its layout back through the server's reader, with the server's
+    checks: arrays that disagree fail to load instead of filtering the wrong rows."""
+    directory = tmp_path / "attributes"
+    _table().save(directory)
+    assert AttributeTable.load(directory).num_candidates == 4  # intact: loads
+    damage(directory)
+    with pytest.raises(ValueError, match=named) as info:
+        AttributeTable.load(directory)
+    assert str(directory) in str(info.value) and "re-export" in str(info.value)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scann_serving.export._attributes import AttributeTable, CandidateAttributes
-from scann_serving.server._attribute_files import AttributeIndex, AttributeLayout
+from scann_serving.server._attribute_files import AttributeIndex
 from scann_serving.server._native_filter import FilteredSearch, FilterSettings
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
@@ -57,16 +57,7 @@ def _matrix(rows: list[list[str]]) -> np.ndarray:
 
 
 def native_filter(table: AttributeTable, embeddings: np.ndarray, exact: int) -> FilteredSearch:
-    schema = {
-        "format": 1,
-        "namespaces": list(table.namespaces),
-        "vocabulary": [str(t) for t in table.vocabulary],
-        "numeric_names": list(table.numeric_names),
-    }
-    layout = AttributeLayout(
-        schema, table.offsets, table.tokens, table.token_namespace, table.numeric
-    )
-    return FilteredSearch(AttributeIndex(layout), embeddings, FilterSettings(exact, 0))
+    return FilteredSearch(AttributeIndex(table.layout()), embeddings, FilterSettings(exact, 0))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -28,7 +28,6 @@ allowed tokens of that namespace (OR within a namespace, AND across), it has non
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,13 +43,14 @@ from scann_serving.client.contract import (
     TOKEN_SEPARATOR,
 )
 
-# The plain layout's reader is the server's (the native backend loads it without TensorFlow).
+# The plain layout is the server's: its reader, writer and checks (the native backend loads
+# it without TensorFlow), so the two packages cannot drift apart on the files.
 from scann_serving.server._attribute_files import (
-    LAYOUT_FILES,
     LAYOUT_FORMAT,
-    SCHEMA_FILE,
+    AttributeLayout,
     postings,
     read_layout,
+    write_layout,
 )
 
 #: The genres of the synthetic catalogue (MovieLens's most common ones).
@@ -236,12 +236,9 @@ class AttributeTable:
             "numeric_attributes": numeric,
         }
 
-    def save(self, directory: Path) -> None:
-        """Writes the plain layout: the `.npy` arrays and `schema.json` (vocabulary included)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = (self.offsets, self.tokens, self.token_namespace, self.numeric)
-        for name, array in zip(LAYOUT_FILES, arrays, strict=True):
-            np.save(directory / name, array, allow_pickle=False)
+    def layout(self) -> AttributeLayout:
+        """The server's plain layout of this table (what `save` writes, the native backend's
+        `AttributeIndex` input); checked as it is built."""
         schema = {
             "format": LAYOUT_FORMAT,
             "num_candidates": self.num_candidates,
@@ -249,12 +246,21 @@ class AttributeTable:
             "vocabulary": [str(t) for t in self.vocabulary],
             "numeric_names": list(self.numeric_names),
         }
-        text = json.dumps(schema, ensure_ascii=False, indent=1)
-        (directory / SCHEMA_FILE).write_text(text + "\n", encoding="utf-8")
+        return AttributeLayout(
+            schema, self.offsets, self.tokens, self.token_namespace, self.numeric
+        )
+
+    def save(self, directory: Path) -> None:
+        """Writes the plain layout: the `.npy` arrays and `schema.json` (vocabulary included)."""
+        write_layout(directory, self.layout())
 
     @classmethod
     def load(cls, directory: Path) -> AttributeTable:
-        """Reads what `save` wrote."""
+        """Reads what `save` wrote (through the server's reader and its checks).
+
+        Raises:
+            ValueError: The files are missing or disagree (the message names the directory).
+        """
         layout = read_layout(directory)
         schema = layout.schema
         return cls(

@@ -1,9 +1,11 @@
 """The candidate attributes' plain files (`assets.extra/attributes/`), read without TensorFlow.
 
-The export writes them (`scann_serving.export._attributes.AttributeTable.save`) and reads
-them back through `read_layout`; the native backend loads them into an `AttributeIndex`
-whose `passing` computes which candidates pass one query's filter, by the rules of the
-exported graph (`export._filtering`):
+This module is the one definition of the files: the export writes them through
+`write_layout` (`scann_serving.export._attributes.AttributeTable.save`) and reads them back
+through `read_layout`, and an `AttributeLayout` checks its arrays against each other
+whoever builds it. The native backend loads one into an `AttributeIndex` whose `passing`
+computes which candidates pass one query's filter, by the rules of the exported graph
+(`export._filtering`):
 
 - `allow`: for every namespace named, at least one of its allowed tokens (OR within a
   namespace, AND across); an allowed value no candidate has matches nothing;
@@ -62,14 +64,59 @@ class AttributeLayout:
     token_namespace: np.ndarray
     numeric: np.ndarray
 
+    def __post_init__(self) -> None:
+        """Raises ValueError when the layout is of another format or its parts disagree
+        (a filter over such arrays would pick wrong rows instead of failing)."""
+        schema = self.schema
+        if schema.get("format") != LAYOUT_FORMAT:
+            raise ValueError(f"attribute layout format {schema.get('format')!r}, not 1")
+        n, nnz = len(self.offsets) - 1, len(self.tokens)
+        vocabulary, names = len(schema["vocabulary"]), len(schema["numeric_names"])
+        if self.offsets.ndim != 1 or n < 0 or self.offsets[0] != 0 or self.offsets[-1] != nnz:
+            raise ValueError(f"offsets of shape {self.offsets.shape} do not span {nnz} tokens")
+        if np.any(np.diff(self.offsets) < 0):
+            raise ValueError("offsets decrease")
+        if schema.get("num_candidates", n) != n:
+            raise ValueError(f"{n} candidates in offsets, {schema['num_candidates']} in schema")
+        if nnz and (self.tokens.min() < 0 or self.tokens.max() >= vocabulary):
+            raise ValueError(f"token ids outside the vocabulary of {vocabulary}")
+        if len(self.token_namespace) != vocabulary:
+            raise ValueError(
+                f"{len(self.token_namespace)} token namespaces for {vocabulary} tokens"
+            )
+        if self.numeric.shape != (n, names):
+            raise ValueError(
+                f"numeric of shape {self.numeric.shape} for {n} candidates and {names} names"
+            )
+
 
 def read_layout(directory: Path) -> AttributeLayout:
-    """Reads `schema.json` and the `.npy` arrays (never pickles)."""
-    schema = json.loads((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
-    offsets, tokens, token_ns, numeric = (
-        np.load(directory / name, allow_pickle=False) for name in LAYOUT_FILES
-    )
-    return AttributeLayout(schema, offsets, tokens, token_ns, numeric)
+    """Reads `schema.json` and the `.npy` arrays (never pickles).
+
+    Raises:
+        ValueError: The files are not a layout `write_layout` wrote (the message names the
+            directory and the fix).
+    """
+    try:
+        schema = json.loads((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
+        offsets, tokens, token_ns, numeric = (
+            np.load(directory / name, allow_pickle=False) for name in LAYOUT_FILES
+        )
+        return AttributeLayout(schema, offsets, tokens, token_ns, numeric)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"candidate attributes in {directory} are unreadable ({exc}); re-export the version"
+        ) from exc
+
+
+def write_layout(directory: Path, layout: AttributeLayout) -> None:
+    """Writes what `read_layout` reads: the `.npy` arrays and `schema.json`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = (layout.offsets, layout.tokens, layout.token_namespace, layout.numeric)
+    for name, array in zip(LAYOUT_FILES, arrays, strict=True):
+        np.save(directory / name, array, allow_pickle=False)
+    text = json.dumps(layout.schema, ensure_ascii=False, indent=1)
+    (directory / SCHEMA_FILE).write_text(text + "\n", encoding="utf-8")
 
 
 def postings(
@@ -88,22 +135,13 @@ class AttributeIndex:
     """The attributes of a served version, indexed for per-query passing sets.
 
     Args:
-        layout: What `read_layout` read.
-
-    Raises:
-        ValueError: The layout is of another format or its arrays disagree.
+        layout: What `read_layout` read (checked when it was built).
     """
 
     def __init__(self, layout: AttributeLayout) -> None:
         schema = layout.schema
-        if schema.get("format") != LAYOUT_FORMAT:
-            raise ValueError(f"attribute layout format {schema.get('format')!r}, not 1")
         vocabulary = [str(t).encode() for t in schema["vocabulary"]]
         self.num_candidates = len(layout.offsets) - 1
-        if layout.numeric.shape[0] != self.num_candidates:
-            raise ValueError(
-                f"{layout.numeric.shape[0]} numeric rows for {self.num_candidates} candidates"
-            )
         # Keys are the UTF-8 bytes the request carries, as the graph's hash tables match them.
         self.namespaces = {str(ns).encode(): i for i, ns in enumerate(schema["namespaces"])}
         self.token_ids = {token: i for i, token in enumerate(vocabulary)}
