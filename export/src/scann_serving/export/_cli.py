@@ -108,7 +108,22 @@ def _own_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--query-model",
         type=Path,
-        help="query-tower SavedModel (e.g. Keras model.export()): one string or int input",
+        help="query-tower SavedModel (e.g. Keras model.export()): one string or int input; "
+        "or a Keras 3 .keras file (any backend) with --query-submodel",
+    )
+    g.add_argument(
+        "--query-submodel",
+        metavar="NAME",
+        help="with a .keras --query-model: the attribute or layer name of its query tower, an "
+        "Embedding layer or a sub-model (e.g. user_embedding); default the whole model",
+    )
+    g.add_argument(
+        "--keras-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module name or .py file defining the .keras file's registered custom classes "
+        "(repeatable); without it such a file is read as weights: its Embedding tables",
     )
     g.add_argument(
         "--query-model-signature",
@@ -121,6 +136,20 @@ def _own_flags(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument(
         "--candidate-ids", type=Path, help="identifiers for .npy candidates (.npy or text)"
+    )
+    g.add_argument(
+        "--candidate-layer",
+        metavar="NAME",
+        help="instead of --candidates: the .keras --query-model's candidate Embedding layer "
+        "(row i is id i; e.g. candidate_embedding)",
+    )
+    g.add_argument(
+        "--candidate-ids-map",
+        type=Path,
+        metavar="PATH",
+        help="names of the --candidate-layer rows: id<TAB>identifier lines, or a .csv whose "
+        "first two columns are id and identifier; rows it does not name are not candidates "
+        "(default: every row, identified by its id)",
     )
     g.add_argument("--candidate-id-column", default="identifier")
     g.add_argument("--candidate-embedding-column", default="embedding")
@@ -147,9 +176,9 @@ def _index_flags(g: argparse._ArgumentGroup) -> None:
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
     """Turns parsed flags into an `ExportConfig`."""
     own = None
-    if args.query_model is not None or args.candidates is not None:
-        if args.query_model is None or args.candidates is None:
-            raise ValueError("bring-your-own towers need both --query-model and --candidates")
+    if args.query_model is not None or args.candidates is not None or args.candidate_layer:
+        if args.query_model is None:
+            raise ValueError("bring-your-own towers need --query-model")
         own = OwnTowersOptions(
             query_model=args.query_model,
             candidates=args.candidates,
@@ -158,6 +187,10 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
             output=args.query_model_output,
             id_column=args.candidate_id_column,
             embedding_column=args.candidate_embedding_column,
+            query_submodel=args.query_submodel,
+            candidate_layer=args.candidate_layer,
+            candidate_ids_map=args.candidate_ids_map,
+            keras_modules=tuple(args.keras_module),
         )
     synthetic = SyntheticSpec(
         args.synthetic_users, args.synthetic_items, args.synthetic_interactions

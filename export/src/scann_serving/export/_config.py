@@ -57,6 +57,8 @@ class ExportConfig:
         """Raises `ValueError` naming the option when the combination cannot work."""
         if self.dataset is None and self.own_towers is None:
             raise ValueError("pass --dataset, or --query-model with --candidates")
+        if self.own_towers is not None:
+            self.own_towers.validate()
         if not 1 <= self.k <= self.max_k:
             raise ValueError(f"need 1 <= -k ({self.k}) <= --max-k ({self.max_k})")
         if self.augment_candidates < 0:

@@ -6,11 +6,17 @@ model saved with `model.export(path)` (signature `serve`). Its signature is
 wrapped (`SignatureTower`) and saved into the export, so the served model needs nothing else.
 Candidates come from `.npy` (embeddings, plus identifiers in `.npy` or a text file, one per
 line) or one Parquet file with an identifier column and a list-of-floats embedding column.
+A Keras 3 `.keras` file or model object (`_keras_source`) gives the tower by name, and the
+candidates from its `Embedding` layer plus an id -> identifier map (`_ids_map`).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -126,32 +132,76 @@ class SignatureTower(tf.Module):
 def load_own_towers(options: OwnTowersOptions) -> Towers:
     """Loads the query tower and the candidates, checking that their shapes agree.
 
+    A Keras 3 query model (`options.keras`) is first exported into a scratch directory
+    (`_keras_source`) that lives as long as the returned `Towers` (the export saves the
+    tower, with its assets, from there).
+
     Raises:
         DataError: Missing files, wrong formats, mismatched sizes or widths, duplicates.
     """
-    tower = SignatureTower(options.query_model, options.signature, options.output)
-    identifiers, embeddings = _load_candidates(options)
+    scratch: Path | None = None
+    if options.keras:
+        from scann_serving.export._keras_source import materialize
+
+        scratch = Path(tempfile.mkdtemp(prefix="scann-export-keras-"))
+        try:
+            keras_towers = materialize(options, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        tower = SignatureTower(keras_towers.saved_model, keras_towers.signature)
+        identifiers, embeddings = _keras_candidates(options, keras_towers.table)
+        training = {"model": "own", **keras_towers.description, **_candidate_source(options)}
+    else:
+        tower = SignatureTower(options.query_model, options.signature, options.output)
+        identifiers, embeddings = _load_candidates(options)
+        training = {"model": "own", "query_model": str(options.query_model)}
+        training |= _candidate_source(options)
     probe = tower(tf.constant(tower.key_spec.sample(1)))
     if probe.shape.rank != 2 or probe.shape[1] != embeddings.shape[1]:
         raise DataError(
             f"--query-model {options.query_model} returns shape {probe.shape.as_list()} but the "
             f"candidate embeddings are [n, {embeddings.shape[1]}]; both towers must share a width"
         )
-    return Towers(
+    towers = Towers(
         query_model=tower,
         identifiers=identifiers,
         embeddings=embeddings,
         query_key=tower.key_spec,
-        training={
-            "model": "own",
-            "query_model": str(options.query_model),
-            "candidates": str(options.candidates),
-        },
+        training=training,
     )
+    if scratch is not None:
+        weakref.finalize(towers, shutil.rmtree, scratch, ignore_errors=True)
+    return towers
+
+
+def _candidate_source(options: OwnTowersOptions) -> dict[str, Any]:
+    if options.candidate_layer is None:
+        return {"candidates": str(options.candidates)}
+    ids_map = options.candidate_ids_map
+    return {
+        "candidate_layer": options.candidate_layer,
+        "candidate_ids_map": None if ids_map is None else str(ids_map),
+    }
+
+
+def _keras_candidates(
+    options: OwnTowersOptions, table: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of `--candidate-layer` (rows named by the ids map), else `--candidates`."""
+    if table is None:
+        return _load_candidates(options)
+    from scann_serving.export._ids_map import every_row, read_ids_map
+
+    ids_map = options.candidate_ids_map
+    rows = every_row(len(table)) if ids_map is None else read_ids_map(ids_map, len(table))
+    return rows.identifiers, rows.select(table)
 
 
 def _load_candidates(options: OwnTowersOptions) -> tuple[np.ndarray, np.ndarray]:
     path = options.candidates
+    if path is None:
+        raise DataError("pass --candidates FILE, or --candidate-layer NAME of a .keras model")
     if not path.is_file():
         raise DataError(f"--candidates {path}: no such file; pass a .npy or .parquet file")
     if path.suffix == ".parquet":
