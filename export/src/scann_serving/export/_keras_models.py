@@ -85,11 +85,16 @@ def check_tower_input(tower: Any, name: str, source: str) -> None:
 
 def embedding_table(item: Any, name: str, source: str) -> np.ndarray:
     """The rows of an `Embedding` layer, float32 `[num_ids, dim]` (row i is id i)."""
-    table = getattr(item, "embeddings", None)
-    if not isinstance(item, keras.layers.Layer) or table is None:
+    if not isinstance(item, keras.layers.Embedding):
         raise DataError(
-            f"{CANDIDATE_FLAG} {name!r} of {source} is a {type(item).__name__}, not an "
-            "Embedding layer; name the candidate Embedding, or pass --candidates FILE"
+            f"{CANDIDATE_FLAG} {name!r} of {source} is a layer of type {type(item).__name__}, "
+            "not Embedding; name the candidate Embedding, or pass --candidates FILE"
+        )
+    table = getattr(item, "embeddings", None)
+    if table is None:
+        raise DataError(
+            f"{CANDIDATE_FLAG} {name!r} of {source} has no weights yet (never built); "
+            "train the model, or build it (model.build) before exporting"
         )
     return np.asarray(keras.ops.convert_to_numpy(table), dtype=np.float32)
 
