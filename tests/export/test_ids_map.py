@@ -69,5 +69,5 @@ def test_a_missing_or_undecodable_map_is_named(tmp_path: Path) -> None:
         read_ids_map(tmp_path / "absent.tsv", 5)
     latin1 = tmp_path / "latin1.tsv"
     latin1.write_bytes("1\tAmélie\n".encode("latin-1"))
-    with pytest.raises(DataError, match="latin1.tsv"):
+    with pytest.raises(DataError, match=r"latin1\.tsv"):
         read_ids_map(latin1, 5)

@@ -175,7 +175,7 @@ def test_a_keras_file_with_classes_not_importable_is_read_as_weights(
 def test_keras_options_that_do_not_fit_together_are_refused(tmp_path: Path) -> None:
     from scann_serving.export._own_towers import load_own_towers
 
-    with pytest.raises(DataError, match="no such file; pass the .keras file"):
+    with pytest.raises(DataError, match=r"no such file; pass the \.keras file"):
         load_own_towers(OwnTowersOptions(tmp_path / "absent.keras", candidate_layer="c"))
     for options, words in [
         (OwnTowersOptions(tmp_path / "m.keras"), "exactly one candidate source"),
