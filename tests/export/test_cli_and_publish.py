@@ -60,7 +60,12 @@ def test_dataset_defaults_to_synthetic_unless_own_towers(tmp_path: Path) -> None
     ("argv", "message"),
     [
         (["--dataset", "nonsense"], "--dataset 'nonsense' is not one of"),
-        (["--query-model", "q"], "need both --query-model and --candidates"),
+        (["--query-model", "q"], "exactly one candidate source: --candidates FILE"),
+        (["--candidate-layer", "c"], "bring-your-own towers need --query-model"),
+        (
+            ["--query-model", "q", "--candidates", "c.npy", "--query-submodel", "u"],
+            "--query-submodel needs a Keras 3 --query-model",
+        ),
         (["-k", "20", "--max-k", "10"], "need 1 <= -k (20) <= --max-k (10)"),
         (["--dataset", "ml-100k:/no/such/dir"], "no such file or folder"),
     ],

@@ -99,6 +99,7 @@ def test_a_model_object_exports_with_its_embedding_layers(
     }
     assert manifest["training"]["query_submodel"] == "user_embedding"
     assert manifest["training"]["candidate_layer"] == "candidate_embedding"
+    assert manifest["training"]["candidate_rows_skipped"] == MOVIES - len(MAPPED)
     assert manifest["num_candidates"] == len(MAPPED)
 
     users = np.asarray(model.user_embedding.embeddings)[[0, 5, 11]]

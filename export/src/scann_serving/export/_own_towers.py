@@ -24,7 +24,7 @@ from scann_serving.export._data import DataError
 from scann_serving.export._options import OwnTowersOptions
 from scann_serving.export._text import UTF8, decode_file, decode_values, split_lines
 from scann_serving.export._towers import Towers
-from scann_serving.export._types import QueryKeySpec
+from scann_serving.export._types import Progress, QueryKeySpec
 
 #: Input dtypes a query tower may take: raw string keys or integer ids.
 KEY_DTYPES = ("string", "int32", "int64")
@@ -129,7 +129,7 @@ class SignatureTower(tf.Module):
             return self._tower(tf.cast(query, self._dtype))
 
 
-def load_own_towers(options: OwnTowersOptions) -> Towers:
+def load_own_towers(options: OwnTowersOptions, progress: Progress | None = None) -> Towers:
     """Loads the query tower and the candidates, checking that their shapes agree.
 
     A Keras 3 query model (`options.keras`) is first exported into a scratch directory
@@ -140,18 +140,29 @@ def load_own_towers(options: OwnTowersOptions) -> Towers:
         DataError: Missing files, wrong formats, mismatched sizes or widths, duplicates.
     """
     scratch: Path | None = None
+    progress = progress or (lambda message: None)
     if options.keras:
         from scann_serving.export._keras_source import materialize
 
         scratch = Path(tempfile.mkdtemp(prefix="scann-export-keras-"))
+        progress(
+            f"  exporting the Keras query tower {options.query_submodel or '(the whole model)'} "
+            "with Keras's own export, in a process on the TensorFlow backend"
+        )
         try:
             keras_towers = materialize(options, scratch)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         tower = SignatureTower(keras_towers.saved_model, keras_towers.signature)
-        identifiers, embeddings = _keras_candidates(options, keras_towers.table)
+        identifiers, embeddings, skipped = _keras_candidates(options, keras_towers.table)
         training = {"model": "own", **keras_towers.description, **_candidate_source(options)}
+        if options.candidate_layer is not None:
+            training["candidate_rows_skipped"] = skipped
+            progress(
+                f"  candidates: {len(identifiers):,} rows of {options.candidate_layer}"
+                + (f", {skipped:,} rows without an identifier left out" if skipped else "")
+            )
     else:
         tower = SignatureTower(options.query_model, options.signature, options.output)
         identifiers, embeddings = _load_candidates(options)
@@ -187,15 +198,16 @@ def _candidate_source(options: OwnTowersOptions) -> dict[str, Any]:
 
 def _keras_candidates(
     options: OwnTowersOptions, table: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The candidates of `--candidate-layer` (rows named by the ids map), else `--candidates`."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The candidates of `--candidate-layer` (rows named by the ids map) and how many rows
+    were left out, else those of `--candidates`."""
     if table is None:
-        return _load_candidates(options)
+        return (*_load_candidates(options), 0)
     from scann_serving.export._ids_map import every_row, read_ids_map
 
     ids_map = options.candidate_ids_map
     rows = every_row(len(table)) if ids_map is None else read_ids_map(ids_map, len(table))
-    return rows.identifiers, rows.select(table)
+    return rows.identifiers, rows.select(table), rows.skipped
 
 
 def _load_candidates(options: OwnTowersOptions) -> tuple[np.ndarray, np.ndarray]:

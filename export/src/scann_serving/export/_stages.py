@@ -40,7 +40,7 @@ def towers(config: ExportConfig, data: Interactions | None, progress: Progress) 
         from scann_serving.export._own_towers import load_own_towers
 
         progress(f"loading the query tower {config.own_towers.query_model}")
-        return load_own_towers(config.own_towers)
+        return load_own_towers(config.own_towers, progress)
     from scann_serving.export._towers import train_two_tower
 
     assert data is not None  # ExportConfig.validate guarantees a dataset here
