@@ -178,6 +178,10 @@ def test_keras_options_that_do_not_fit_together_are_refused(tmp_path: Path) -> N
 
     with pytest.raises(DataError, match=r"no such file; pass the \.keras file"):
         load_own_towers(OwnTowersOptions(tmp_path / "absent.keras", candidate_layer="c"))
+    (tmp_path / "bad.keras").write_bytes(b"not a zip archive")
+    bad = OwnTowersOptions(tmp_path / "bad.keras", query_submodel="u", candidate_layer="c")
+    with pytest.raises(DataError, match=r"bad\.keras is not a Keras 3 \.keras archive"):
+        load_own_towers(bad)
     for options, words in [
         (OwnTowersOptions(tmp_path / "m.keras"), "exactly one candidate source"),
         (

@@ -105,18 +105,23 @@ def saved_tables(path: Path) -> dict[str, np.ndarray]:
     import h5py
 
     tables: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw:
-        weights = h5py.File(raw, "r")
 
-        def visit(group_path: str, node: Any) -> None:
-            parts = group_path.split("/")
-            if parts[0] == "optimizer" or parts[-2:] != ["vars", "0"] or node.ndim != 2:
-                return
-            name = "/".join(p for p in parts[:-2] if p != "layers")
-            if name:
-                tables.setdefault(name, np.asarray(node, dtype=np.float32))
+    def visit(group_path: str, node: Any) -> None:
+        parts = group_path.split("/")
+        if parts[0] == "optimizer" or parts[-2:] != ["vars", "0"] or node.ndim != 2:
+            return
+        name = "/".join(p for p in parts[:-2] if p != "layers")
+        if name:
+            tables.setdefault(name, np.asarray(node, dtype=np.float32))
 
-        weights.visititems(visit)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw:
+            h5py.File(raw, "r").visititems(visit)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise DataError(
+            f"--query-model {path} is not a Keras 3 .keras archive ({exc}); save the model "
+            "with model.save('NAME.keras'), or pass a SavedModel directory"
+        ) from exc
     return tables
 
 
