@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scann_serving.export._index import IndexConfig
 from scann_serving.export._text import encode_utf8
+from scann_serving.export._tower_tables import TowerTable, string_table, tower_vocabulary
 from scann_serving.export._towers import Towers
 from scann_serving.export._types import Searcher
 from scann_serving.server._bundle import bundle_dir, directory_bytes, write_bundle
@@ -27,7 +28,7 @@ from scann_serving.server._native_search import (
     SearchSettings,
 )
 
-#: An integer tower is tabulated only up to this size (rows x dim x 4 bytes); a bigger one
+#: A tower is tabulated only up to this size (rows x dim x 4 bytes); a bigger one
 #: is served through the SavedModel (or `search_embedding` natively).
 MAX_TABLE_BYTES = 2 << 30
 #: Prefix of the key used to read a string lookup's out-of-vocabulary row.
@@ -56,33 +57,50 @@ def filter_settings(
 
 
 def lookup_table(towers: Towers) -> QueryTable | None:
-    """The query tower as a lookup table, or None when it is not one.
+    """The query tower as a lookup table, or None when it is not one (see `tower_table`)."""
+    return tower_table(towers).table
 
-    A table: the built-in StringLookup (one OOV bucket) + Embedding tower, or an integer
-    tower whose known ids are bounded (`query_key.min_id..max_id`, as the Embedding of a
-    KerasRS tower is): a function of one id is its outputs for every id. Rows are computed
-    by the tower itself, so whatever it does per key is what the table holds.
+
+def tower_table(towers: Towers) -> TowerTable:
+    """The query tower as a lookup table (or None), and why.
+
+    A table: the built-in StringLookup (one OOV bucket) + Embedding tower; an own string
+    tower holding lookup tables whose unknown keys all get one row (`_tower_tables`); or an
+    integer tower whose known ids are bounded (`query_key.min_id..max_id`, as the Embedding
+    of a KerasRS tower is): a function of one id is its outputs for every id. Rows are
+    computed by the tower itself, so whatever it does per key is what the table holds.
     """
     spec = towers.query_key
     if spec.integer:
         if spec.min_id is None or spec.max_id is None:
-            return None
+            return TowerTable(None, "the integer query tower accepts ids without bounds")
         count = spec.max_id - spec.min_id + 1
         if count * towers.embedding_dim * 4 > MAX_TABLE_BYTES:
-            return None
+            return TowerTable(None, f"its table of {count:,} ids is over {MAX_TABLE_BYTES:,} bytes")
         ids = np.arange(spec.min_id, spec.max_id + 1, dtype=np.int64)
-        return QueryTable(TOWER_INTEGER, towers.embed_keys(ids), min_id=spec.min_id)
+        table = QueryTable(TOWER_INTEGER, towers.embed_keys(ids), min_id=spec.min_id)
+        return TowerTable(table, f"a table over ids {spec.min_id}..{spec.max_id}")
     vocabulary = _string_lookup_vocabulary(towers.query_model)
     if vocabulary is None:
-        return None
+        return string_table(towers, MAX_TABLE_BYTES, _own_vocabulary(towers.query_model))
     known = set(vocabulary)
     probe = next(
         f"{_OOV_PROBE}-{i}" for i in range(len(known) + 1) if f"{_OOV_PROBE}-{i}" not in known
     )
     keys = encode_utf8([*vocabulary, probe])
     rows = towers.embed_keys(keys)
-    table = {key: row for row, key in enumerate(keys[:-1].tolist())}
-    return QueryTable(TOWER_STRING, rows, keys=table, oov_row=len(vocabulary))
+    rows_of = {key: row for row, key in enumerate(keys[:-1].tolist())}
+    return TowerTable(
+        QueryTable(TOWER_STRING, rows, keys=rows_of, oov_row=len(vocabulary)),
+        f"the built-in StringLookup + Embedding tower over {len(vocabulary):,} keys",
+    )
+
+
+def _own_vocabulary(model: Any) -> list[bytes] | None:
+    try:
+        return tower_vocabulary(model)
+    except (ValueError, TypeError, AttributeError):  # an object graph we cannot walk
+        return None
 
 
 def _string_lookup_vocabulary(model: Any) -> list[str] | None:

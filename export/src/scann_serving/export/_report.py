@@ -6,6 +6,7 @@ from typing import Any
 
 from scann_serving.client.contract import MANIFEST_PATH, WARMUP_PATH
 from scann_serving.export._evaluation import TOP_K_LEVELS
+from scann_serving.server._native_search import TOWER_INTEGER, TOWER_STRING
 
 
 def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
@@ -39,6 +40,7 @@ def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
             f"SavedModel's {native['savedmodel_bytes'] / 2**20:,.1f} MiB; serves "
             f"{', '.join(native['signatures'])} without TensorFlow"
         )
+        lines.append(f"  {tower_line(manifest)}")
     verification = manifest.get("verification")
     if verification:
         lines.append(
@@ -52,6 +54,23 @@ def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
                 f"({checked['rows_compared']:,} query rows) answer as the SavedModel does"
             )
     return "\n".join(lines)
+
+
+#: How the summary names the bundle's tower kinds (`QueryTable.kind`, None: no table).
+_TOWER_KINDS = {
+    TOWER_STRING: "string table",
+    TOWER_INTEGER: "integer table",
+    None: "none: search_embedding only",
+}
+
+
+def tower_line(manifest: dict[str, Any]) -> str:
+    """The query key's dtype and what the native bundle holds of the tower, and why."""
+    native = manifest.get("native") or {}
+    dtype = (manifest.get("query_key") or {}).get("dtype", "string")
+    kind = _TOWER_KINDS.get(native.get("tower"), str(native.get("tower")))
+    reason = native.get("tower_reason")
+    return f"query key {dtype}; native query tower: {kind}" + (f" ({reason})" if reason else "")
 
 
 def _index(index: dict[str, Any]) -> str:

@@ -279,23 +279,26 @@ def _native_bundle(
 ) -> dict[str, Any]:
     from scann_serving.export._native import (
         filter_settings,
-        lookup_table,
         search_settings,
+        tower_table,
         write_native_bundle,
     )
 
     n = len(catalogue.identifiers)
-    return write_native_bundle(
+    tower = tower_table(towers)
+    block = write_native_bundle(
         staging,
         twin=measured.twin,
         identifiers=catalogue.identifiers,
         settings=search_settings(measured.index_config, config.k, max_k),
         towers=towers,
-        table=lookup_table(towers),
+        table=tower.table,
         filtered=(filter_settings(measured.index_config, n), catalogue.embeddings)
         if catalogue.attributes is not None
         else None,
     )
+    block["tower_reason"] = tower.reason
+    return block
 
 
 def _manifest(

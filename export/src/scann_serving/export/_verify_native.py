@@ -145,7 +145,7 @@ def _key_requests(keys: list[Any], index: NativeIndex, max_k: int) -> list[Any]:
     extra: list[Any]
     if string:
         known = list(index.table.keys or {})
-        extra = [b"", "\x00unknown-\u00e9".encode(), b"no such key"]
+        extra = [b"", "\x00unknown-\u00e9".encode(), b"no such key", *_variants(known[:3])]
         pool = [str(k).encode() for k in keys] + known
     else:
         low, count = index.table.min_id, len(index.table.rows)
@@ -172,6 +172,16 @@ def _key_requests(keys: list[Any], index: NativeIndex, max_k: int) -> list[Any]:
         everything = np.tile(index.identifiers, (2, 1))
         requests.append((RETRIEVE_WITH_EXCLUSIONS, {QUERY: sample[:2], EXCLUDE: everything}))
     return requests
+
+
+def _variants(keys: list[bytes]) -> list[bytes]:
+    """Known keys in another case or with a space: a tower that normalises keys before its
+    lookup answers them with known rows, which a table would not."""
+    out = []
+    for key in keys:
+        text = key.decode("utf-8", "replace")
+        out += [text.upper().encode(), text.swapcase().encode(), f" {text}".encode()]
+    return out
 
 
 def filter_requests(
