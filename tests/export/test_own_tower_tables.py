@@ -135,3 +135,30 @@ def test_the_summary_names_the_query_key_and_the_tower_kind() -> None:
     )
     integer = tower_line({"query_key": {"dtype": "int64"}, "native": {"tower": "integer_table"}})
     assert integer == "query key int64; native query tower: integer table"
+
+
+def test_a_tower_that_is_not_a_table_exports_a_search_embedding_bundle(tmp_path: Path) -> None:
+    """Never an export failure: a hashed-OOV tower gets the embeddings-only bundle, and the
+    fresh-process verification of that bundle passes."""
+    from scann_serving.client.contract import SEARCH_EMBEDDING
+    from scann_serving.export import ExportConfig, IndexOptions, OwnTowersOptions, export_model
+
+    tower = keras3_lookup_tower(tmp_path / "tower", num_oov_indices=3)
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "items.npy", rng.standard_normal((120, 8)).astype(np.float32))
+    (tmp_path / "ids.txt").write_text("".join(f"item-{i}\n" for i in range(120)))
+    own = OwnTowersOptions(tower, tmp_path / "items.npy", tmp_path / "ids.txt", signature="serve")
+    config = ExportConfig(
+        output=tmp_path / "models",
+        dataset=None,
+        own_towers=own,
+        index=IndexOptions(kind="brute-force"),
+        eval_queries=20,
+        latency_queries=5,
+    )
+    result = export_model(config, progress=lambda message: None)
+    native = result.manifest["native"]
+    assert native["tower"] is None and native["signatures"] == [SEARCH_EMBEDDING]
+    assert "3 different embeddings" in native["tower_reason"]
+    checked = result.manifest["verification"]["native"]
+    assert checked["identical_identifiers"] is True and checked["signatures"] == [SEARCH_EMBEDDING]
