@@ -40,6 +40,26 @@ def recall_at_k(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean(hits) / min(k, exact.shape[1])) if hits else float("nan")
 
 
+def recall_curve(approximate: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """recall@k for every k from 1 to `approximate.shape[1]` at once, float64 `[width]`.
+
+    Entry i is `recall_at_k(approximate, exact, i + 1)` when each row of `approximate` is
+    the answer of one search whose prefixes are the answers at smaller k (the same knobs:
+    ScaNN's top-k is the first k of its reordered candidates).
+    """
+    width = approximate.shape[1]
+    if width == 0 or len(approximate) == 0:
+        return np.zeros(width)
+    truth = exact[:, :width]
+    same = approximate[:, :, None] == truth[:, None, :]  # [q, found j, exact rank r]
+    rank = np.where(same.any(axis=2), same.argmax(axis=2), width)  # exact rank of found j
+    ks = np.arange(1, width + 1)
+    # A found j counts at k when j < k and its exact rank < k: cumulate over k by both.
+    hits = np.zeros((len(approximate), width + 2), np.int64)
+    np.add.at(hits, (np.arange(len(rank))[:, None], np.maximum(rank, np.arange(width)) + 1), 1)
+    return np.cumsum(hits, axis=1)[:, 1 : width + 1].mean(axis=0) / np.minimum(ks, exact.shape[1])
+
+
 def scann_top_k(searcher: Searcher, queries: np.ndarray, k: int, knobs: SearchKnobs) -> np.ndarray:
     """Batched ScaNN search with query-time `knobs` (`IndexConfig.search_kwargs`); indices
     `[len(queries), k]`."""
