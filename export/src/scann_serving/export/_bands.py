@@ -37,6 +37,8 @@ DEFAULT_TARGET_RECALL = 0.95
 DEFAULT_TUNING_BUDGET_S = 60.0
 #: Reordering sizes of a band, as multiples of max(its k, 10).
 BAND_REORDER_MULTIPLES = (1, 2, 4, 10, 20)
+#: A row of the sweep stops when two more leaf steps gained at most this much recall.
+SATURATION_GAIN = 0.002
 #: Queries timed one by one per sweep point.
 SWEEP_LATENCY_QUERIES = 100
 
@@ -214,6 +216,7 @@ def _sweep_band(
     leaves_grid = _leaves(sweep.config, floor[0])
     cap: int | None = None
     for reorder in _reorders(up_to_k, floor[1], sweep.num_candidates):
+        row: list[float] = []
         for leaves in leaves_grid:
             if cap is not None and leaves >= cap:
                 break
@@ -221,6 +224,7 @@ def _sweep_band(
                 return True
             point = measure_point(sweep, up_to_k, lowest_k, leaves, reorder)
             points.append(point)
+            row.append(point.recall)
             run["progress"](
                 f"  k {lowest_k}..{up_to_k} leaves {leaves:>5} reorder {reorder:>5}: "
                 f"worst recall {point.recall:.3f}  {point.single_p50_ms:.3f} ms"
@@ -228,7 +232,14 @@ def _sweep_band(
             if point.recall >= target:
                 cap = leaves
                 break
+            if _saturated(row):
+                break  # this reordering size limits recall: more leaves only cost time
     return False
+
+
+def _saturated(row: list[float]) -> bool:
+    """Whether recall stopped growing with the leaves (the last two steps gained nothing)."""
+    return len(row) >= 3 and row[-1] - row[-3] <= SATURATION_GAIN
 
 
 def measure_point(

@@ -12,8 +12,9 @@ from scann_serving.export._config import ExportConfig
 from scann_serving.export._data import Interactions
 from scann_serving.export._manifest import ASSETS_EXTRA, build_manifest, fingerprint
 from scann_serving.export._measure import Measured, measure
+from scann_serving.export._plot import plot_bands
 from scann_serving.export._towers import Towers
-from scann_serving.export._tuning import PLOT_FILENAME, plot_bands
+from scann_serving.export._tuning import PLOT_FILENAME
 from scann_serving.export._types import Catalogue, Progress, Queries
 
 __all__ = ["Measured", "Published", "attributes_block", "measure", "publish_version", "towers"]
