@@ -36,7 +36,7 @@ DEFAULT_TARGET_RECALL = 0.95
 #: Seconds the default tuning may spend sweeping (`--tuning-budget`).
 DEFAULT_TUNING_BUDGET_S = 60.0
 #: Reordering sizes of a band, as multiples of max(its k, 10).
-BAND_REORDER_MULTIPLES = (1, 2, 4, 10, 20)
+BAND_REORDER_MULTIPLES = (1, 2, 4, 10, 20, 50)
 #: A row of the sweep stops when two more leaf steps gained at most this much recall.
 SATURATION_GAIN = 0.002
 #: Queries timed one by one per sweep point.
