@@ -134,6 +134,42 @@ def single_query_ms(
     return times
 
 
+def paired_single_query_ms(
+    first: Callable[[np.ndarray], Any],
+    second: Callable[[np.ndarray], Any],
+    queries: np.ndarray,
+    n: int,
+) -> tuple[list[float], list[float]]:
+    """Wall times of two searches on each of the first `n` queries, taken in turn.
+
+    On a shared machine the load changes from second to second; timing both searches of a
+    comparison query by query puts them under the same load, so their ratio (the speed-up)
+    does not depend on when each happened to run.
+    """
+    singles = queries[: max(1, n)]
+    for q in singles[:5]:
+        first(q)
+        second(q)
+    times: tuple[list[float], list[float]] = ([], [])
+    for q in singles:
+        started = time.perf_counter()
+        first(q)
+        middle = time.perf_counter()
+        second(q)
+        times[0].append((middle - started) * 1e3)
+        times[1].append((time.perf_counter() - middle) * 1e3)
+    return times
+
+
+def single_stats(times: list[float]) -> dict[str, float]:
+    """p50, p95 and mean of single-query times (ms), under `latency`'s keys."""
+    return {
+        "single_p50_ms": statistics.median(times),
+        "single_p95_ms": float(np.percentile(times, 95)),
+        "single_mean_ms": statistics.fmean(times),
+    }
+
+
 def _tile(queries: np.ndarray, n: int) -> np.ndarray:
     reps = -(-n // len(queries))
     return np.ascontiguousarray(np.tile(queries, (reps, 1))[:n])
