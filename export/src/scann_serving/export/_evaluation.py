@@ -15,6 +15,9 @@ import numpy as np
 from scann_serving.export._types import Searcher, SearchKnobs
 
 TOP_K_LEVELS = (1, 5, 10, 50, 100)
+#: `paired_single_query_ms`: queries per block of one search, and untimed calls before each.
+PAIRED_BLOCK = 20
+PAIRED_WARMUP = 3
 _CHUNK_BYTES = 256 * 2**20
 
 
@@ -140,24 +143,26 @@ def paired_single_query_ms(
     queries: np.ndarray,
     n: int,
 ) -> tuple[list[float], list[float]]:
-    """Wall times of two searches on each of the first `n` queries, taken in turn.
+    """Wall times of two searches on each of the first `n` queries, in alternating blocks.
 
-    On a shared machine the load changes from second to second; timing both searches of a
-    comparison query by query puts them under the same load, so their ratio (the speed-up)
-    does not depend on when each happened to run.
+    On a shared machine the load changes from second to second; timing the two searches of
+    a comparison in alternating blocks of `PAIRED_BLOCK` queries puts both under the same
+    load over the same stretch of time, so their ratio (the speed-up) does not depend on
+    when each happened to run. Each block starts with `PAIRED_WARMUP` untimed calls: a
+    brute-force search streams the whole catalogue through the caches, and ScaNN serving
+    queries back to back does not pay for refilling them on every query.
     """
     singles = queries[: max(1, n)]
-    for q in singles[:5]:
-        first(q)
-        second(q)
     times: tuple[list[float], list[float]] = ([], [])
-    for q in singles:
-        started = time.perf_counter()
-        first(q)
-        middle = time.perf_counter()
-        second(q)
-        times[0].append((middle - started) * 1e3)
-        times[1].append((time.perf_counter() - middle) * 1e3)
+    for start in range(0, len(singles), PAIRED_BLOCK):
+        block = singles[start : start + PAIRED_BLOCK]
+        for search, out in ((first, times[0]), (second, times[1])):
+            for q in block[:PAIRED_WARMUP]:
+                search(q)
+            for q in block:
+                started = time.perf_counter()
+                search(q)
+                out.append((time.perf_counter() - started) * 1e3)
     return times
 
 
