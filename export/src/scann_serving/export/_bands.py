@@ -37,6 +37,8 @@ DEFAULT_TARGET_RECALL = 0.95
 DEFAULT_TUNING_BUDGET_S = 60.0
 #: Reordering sizes of a band, as multiples of max(its k, 10).
 BAND_REORDER_MULTIPLES = (1, 2, 4, 10, 20, 50)
+#: A hit is refined towards the last miss of its row while the gap exceeds this share of it.
+REFINE_GAP = 0.1
 #: A row of the sweep stops when two more leaf steps gained at most this much recall.
 SATURATION_GAIN = 0.002
 #: Queries timed one by one per sweep point.
@@ -210,31 +212,59 @@ def _sweep_band(
 ) -> bool:
     """Measures the band's grid into `points`; True when the budget ran out.
 
-    Per reordering size (ascending), leaves ascend until the target is reached; a larger
+    Per reordering size (ascending), leaves ascend until the target is reached (then the
+    fewest leaves reaching it are searched for between the last miss and the hit); a larger
     reordering then only tries fewer leaves than the last hit (more of both is slower).
     """
     leaves_grid = _leaves(sweep.config, floor[0])
     cap: int | None = None
     for reorder in _reorders(up_to_k, floor[1], sweep.num_candidates):
         row: list[float] = []
+        missed = 0  # the most leaves measured in this row that miss the target
         for leaves in leaves_grid:
             if cap is not None and leaves >= cap:
                 break
-            if run["deadline"] is not None and run["clock"]() > run["deadline"]:
+            if _spent(run):
                 return True
-            point = measure_point(sweep, up_to_k, lowest_k, leaves, reorder)
-            points.append(point)
+            point = _measure(sweep, up_to_k, lowest_k, leaves, reorder, points, run)
             row.append(point.recall)
-            run["progress"](
-                f"  k {lowest_k}..{up_to_k} leaves {leaves:>5} reorder {reorder:>5}: "
-                f"worst recall {point.recall:.3f}  {point.single_p50_ms:.3f} ms"
-            )
             if point.recall >= target:
+                # The grid is coarse (5% steps of the leaves at 1M): halve the gap to the
+                # last miss while it is wider than REFINE_GAP of it, keeping the fewest hit.
                 cap = leaves
+                while missed and cap - missed > max(1, int(missed * REFINE_GAP)):
+                    if _spent(run):
+                        return True
+                    middle = (missed + cap) // 2
+                    hit = _measure(sweep, up_to_k, lowest_k, middle, reorder, points, run)
+                    missed, cap = (missed, middle) if hit.recall >= target else (middle, cap)
                 break
+            missed = leaves
             if _saturated(row):
                 break  # this reordering size limits recall: more leaves only cost time
     return False
+
+
+def _spent(run: dict[str, Any]) -> bool:
+    return run["deadline"] is not None and run["clock"]() > run["deadline"]
+
+
+def _measure(
+    sweep: BandSweep,
+    up_to_k: int,
+    lowest_k: int,
+    leaves: int,
+    reorder: int,
+    points: list[SweepPoint],
+    run: dict[str, Any],
+) -> SweepPoint:
+    point = measure_point(sweep, up_to_k, lowest_k, leaves, reorder)
+    points.append(point)
+    run["progress"](
+        f"  k {lowest_k}..{up_to_k} leaves {leaves:>5} reorder {reorder:>5}: "
+        f"worst recall {point.recall:.3f}  {point.single_p50_ms:.3f} ms"
+    )
+    return point
 
 
 def _saturated(row: list[float]) -> bool:
