@@ -35,7 +35,7 @@ SAME_STRING_OTHER_MEANING: dict[tuple[str, str], tuple[int, str]] = {
     ("client/_types.py", "scores"): (1, "RetrievalResult.to_dict() keys its attributes"),
     ("export/_manifest.py", "k"): (1, "the manifest key of the exported default k"),
     ("export/_report.py", "k"): (3, "manifest, evaluation and tuning keys"),
-    ("export/_stages.py", "k"): (1, "the evaluation record's key"),
+    ("export/_measure.py", "k"): (1, "the evaluation record's key"),
     ("export/_tuning.py", "k"): (1, "the tuning record's key"),
     ("export/_cli.py", "embedding"): (1, "default Parquet column of --candidates"),
     ("export/_options.py", "embedding"): (1, "default Parquet column of --candidates"),

@@ -3,6 +3,7 @@ process, fresh-process verification and the ScaNN-ops requirement."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -48,19 +49,40 @@ def test_manifest_of_the_tuned_tree_version(shared_export: SharedExport) -> None
     assert manifest["num_candidates"] == 600 and manifest["embedding_dim"] == 16
     index, tuning, evaluation = manifest["index"], manifest["tuning"], manifest["evaluation"]
     assert index["brute_force"] is False and index["num_leaves"] > 1
-    assert tuning["target_recall"] == 0.9 and len(tuning["sweep"]) > 4
-    chosen = tuning["chosen"]
+    assert tuning["target_recall"] == 0.9 and tuning["source"] == "--target-recall"
+    assert tuning["budget_seconds"] is None and tuning["budget_exhausted"] is False
+    # One band per upper k (1, 10, 50, max_k), each swept; the table is what the module holds.
+    bands = tuning["bands"]
+    assert [b["up_to_k"] for b in bands] == [1, 10, 50, 100]
+    assert all(len(b["sweep"]) >= 1 for b in bands)
+    table = manifest["search_bands"]
+    assert [(row["leaves_to_search"], row["reordering"]) for row in table] == [
+        (b["chosen"]["num_leaves_to_search"], b["chosen"]["num_reordering_candidates"])
+        for b in bands
+    ]
+    assert [row["serves_k"] for row in table] == [[1, 1], [2, 10], [11, 50], [51, 100]]
+    for low, high in itertools.pairwise(table):  # a larger band never searches less
+        assert high["leaves_to_search"] >= low["leaves_to_search"]
+        assert high["reordering"] >= low["reordering"]
+    # The index's scalar knobs are the default k's band.
     assert (index["num_leaves_to_search"], index["num_reordering_candidates"]) == (
-        chosen["num_leaves_to_search"],
-        chosen["num_reordering_candidates"],
+        table[1]["leaves_to_search"],
+        table[1]["reordering"],
     )
+    for band, row in zip(bands, table, strict=True):
+        if band["reached"]:
+            chosen = band["chosen"]
+            assert chosen["recall"] >= 0.9
+            faster = [p for p in band["sweep"] if p["single_p50_ms"] < chosen["single_p50_ms"]]
+            assert all(p["recall"] < 0.9 for p in faster)
+            # Measured on the same queries with the same knobs: the same worst recall.
+            assert row["worst_recall"] == pytest.approx(chosen["recall"])
     if tuning["reached"]:
-        assert chosen["recall"] >= 0.9
-        faster = [p for p in tuning["sweep"] if p["single_p50_ms"] < chosen["single_p50_ms"]]
-        assert all(p["recall"] < 0.9 for p in faster)
-    # The evaluation measures the chosen setting on the same queries as the sweep, on the very
-    # index the SavedModel carries (the TF op gives the same recall as the in-process twin).
-    assert evaluation["recall_at_k"] == pytest.approx(chosen["recall"])
+        assert evaluation["recall_worst"]["recall"] >= 0.9
+    assert set(evaluation["recall_by_k"]) == {"1", "10", "50", "100"}
+    assert evaluation["recall_by_k"]["10"] == evaluation["recall_at_k"]
+    # The evaluation searches the very index the SavedModel carries (the TF op gives the same
+    # recall as the in-process twin).
     assert evaluation["recall_at_k_exported_index"] == pytest.approx(evaluation["recall_at_k"])
     plot = shared_export.base / "1" / tuning["plot"]
     assert plot.read_bytes().startswith(PNG_MAGIC)
@@ -107,6 +129,7 @@ def test_evaluation_of_the_brute_force_version(shared_export: SharedExport) -> N
 
 
 CONTRACT_CHECK = """
+import itertools
 import json
 import numpy as np
 import tensorflow as tf

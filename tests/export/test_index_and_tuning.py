@@ -180,3 +180,33 @@ def test_augment_candidates_adds_perturbed_copies_with_their_own_identifiers() -
     ratio = catalogue.embeddings[50:].reshape(3, 50, 4) / base
     assert (ratio >= 0).all() and (ratio <= 1).all() and ratio.std() > 0.1
     assert messages == ["augmenting the catalogue: 3 perturbed copies -> 200 candidates"]
+
+
+def test_paired_timing_alternates_blocks_of_both_searches() -> None:
+    from scann_serving.export._evaluation import (
+        PAIRED_BLOCK,
+        PAIRED_WARMUP,
+        paired_single_query_ms,
+        single_stats,
+    )
+
+    calls: list[tuple[str, float]] = []
+    queries = np.arange(2 * PAIRED_BLOCK + 5, dtype=np.float32)[:, None]
+    n = PAIRED_BLOCK + 5
+    first, second = paired_single_query_ms(
+        lambda q: calls.append(("a", float(q[0]))),
+        lambda q: calls.append(("b", float(q[0]))),
+        queries,
+        n,
+    )
+    assert len(first) == len(second) == n and min(first + second) >= 0
+    # Block 1: a warms up then runs the block, then b does; block 2 (5 queries) likewise.
+    block = list(range(PAIRED_BLOCK))
+    want = [
+        (name, float(i))
+        for blk in (block, list(range(PAIRED_BLOCK, n)))
+        for name in ("a", "b")
+        for i in blk[:PAIRED_WARMUP] + blk
+    ]
+    assert calls == want
+    assert set(single_stats(first)) == {"single_p50_ms", "single_p95_ms", "single_mean_ms"}

@@ -48,13 +48,46 @@ def test_the_bundle_searches_with_the_exported_knobs(shared_export: SharedExport
     manifest = shared_export.manifest(1)
     index = read_bundle(bundle_dir(shared_export.base / "1"))
     assert index.settings.k == manifest["k"] and index.settings.max_k == manifest["max_k"]
-    assert index.settings.leaves_to_search == manifest["index"]["num_leaves_to_search"]
+    # The module's band table, and the default k's band is the index's scalar knobs.
+    assert [band.to_dict() for band in index.settings.bands] == [
+        {key: row[key] for key in ("up_to_k", "leaves_to_search", "reordering")}
+        for row in manifest["search_bands"]
+    ]
+    default = index.settings.band(manifest["k"])
+    assert default.leaves_to_search == manifest["index"]["num_leaves_to_search"]
+    assert default.reordering == manifest["index"]["num_reordering_candidates"]
     assert index.num_candidates == manifest["num_candidates"]
     query = np.asarray([next(iter(index.table.keys or {}))], dtype=object)  # type: ignore[union-attr]
     for k in (1, manifest["max_k"]):
         identifiers, scores = run_signature(index, RETRIEVE, {"query": query, "k": np.int32(k)})
         assert identifiers.shape == scores.shape == (1, k)
         assert np.all(np.diff(scores[0]) <= 1e-6)  # best first
+
+
+def test_an_old_single_pair_bundle_still_loads(shared_export: SharedExport, tmp_path: Path) -> None:
+    """A format-1 bundle (one knob pair, no `search_bands`) serves as one band tuned for the
+    default k, which is what its SavedModel's graph does for every k."""
+    version = tmp_path / "1"
+    shutil.copytree(shared_export.base / "1", version)
+    meta_path = version / BUNDLE_RELPATH / "bundle.json"
+    meta = json.loads(meta_path.read_text())
+    default = next(b for b in meta.pop("search_bands") if b["up_to_k"] >= meta["default_k"])
+    meta.update(format=1, leaves_to_search=default["leaves_to_search"])
+    meta["reordering"] = default["reordering"]
+    meta_path.write_text(json.dumps(meta))
+    index = read_bundle(bundle_dir(version))
+    assert len(index.settings.bands) == 1
+    band = index.settings.bands[0]
+    assert (band.up_to_k, band.leaves_to_search) == (meta["default_k"], meta["leaves_to_search"])
+    query = np.asarray([next(iter(index.table.keys or {}))], dtype=object)  # type: ignore[union-attr]
+    identifiers, _ = run_signature(index, RETRIEVE, {"query": query, "k": np.int32(50)})
+    want = index.searcher.search_batched(
+        index.table.embed(query),  # type: ignore[union-attr]
+        50,
+        max(50, meta["reordering"]),
+        meta["leaves_to_search"],
+    )[0]
+    assert identifiers.tolist() == index.identifiers[np.asarray(want)].tolist()
 
 
 def test_verification_refuses_a_bundle_that_answers_differently(

@@ -46,7 +46,20 @@ def parser() -> argparse.ArgumentParser:
     _own_flags(p.add_argument_group("bring your own towers"))
     _index_flags(p.add_argument_group("index (defaults follow the catalogue size)"))
     m = p.add_argument_group("tuning and measurement")
-    m.add_argument("--target-recall", type=float, help="tune search knobs to reach this recall@k")
+    m.add_argument(
+        "--target-recall",
+        type=float,
+        help="tune the search knobs per band of k (1, 10, 50, -k, --max-k) to reach this "
+        "recall at every k served (default: 0.95 within --tuning-budget, unless "
+        "--num-leaves-to-search or --num-reordering-candidates are given)",
+    )
+    m.add_argument(
+        "--tuning-budget",
+        type=float,
+        metavar="SECONDS",
+        help="time the tuning sweep may take; the best found is kept when it runs out "
+        "(default 60 for the default tuning, none with --target-recall)",
+    )
     m.add_argument(
         "--augment-candidates",
         type=int,
@@ -225,6 +238,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
             args.training_iterations,
         ),
         target_recall=args.target_recall,
+        tuning_budget=args.tuning_budget,
         augment_candidates=args.augment_candidates,
         eval_queries=args.eval_queries,
         latency_queries=args.latency_queries,

@@ -22,7 +22,11 @@ class ExportConfig:
         dataset: A `--dataset` spec; optional with `own_towers` (then used for evaluation).
         own_towers: Bring-your-own query tower and candidates instead of training.
         augment_candidates: Perturbed copies of the catalogue to add (benchmark scale).
-        target_recall: Tune the search knobs to reach this recall@k, fastest first.
+        target_recall: Tune the search knobs per band of k to reach this recall at every k,
+            fastest first. Without it (and without explicit search knobs) a tree index is
+            tuned to 0.95 within `tuning_budget` (default 60 s).
+        tuning_budget: Seconds the sweep may take (None: 60 s for the default tuning, no
+            limit with `target_recall`).
         eval_queries: Held-out queries for recall, tuning and latency.
         verify: Load the version in a fresh process before publishing it.
         native_bundle: Write the TF-free native bundle (and verify it with the version).
@@ -43,6 +47,7 @@ class ExportConfig:
     max_k: int = 100
     index: IndexOptions = field(default_factory=IndexOptions)
     target_recall: float | None = None
+    tuning_budget: float | None = None
     augment_candidates: int = 0
     eval_queries: int = 1000
     latency_queries: int = 200
@@ -67,5 +72,7 @@ class ExportConfig:
             raise ValueError("--eval-queries and --latency-queries must be positive")
         if self.candidate_attributes is not None and not self.attributes:
             raise ValueError("--candidate-attributes and --no-attributes contradict each other")
+        if self.tuning_budget is not None and not self.tuning_budget > 0:
+            raise ValueError(f"--tuning-budget {self.tuning_budget} must be > 0 seconds, e.g. 60")
         if self.version is not None and self.version < 1:
             raise ValueError(f"--version {self.version} must be a positive integer")

@@ -15,6 +15,9 @@ import numpy as np
 from scann_serving.export._types import Searcher, SearchKnobs
 
 TOP_K_LEVELS = (1, 5, 10, 50, 100)
+#: `paired_single_query_ms`: queries per block of one search, and untimed calls before each.
+PAIRED_BLOCK = 20
+PAIRED_WARMUP = 3
 _CHUNK_BYTES = 256 * 2**20
 
 
@@ -38,6 +41,26 @@ def recall_at_k(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
     """Mean fraction of the exact top-k found in the approximate top-k."""
     hits = [len(set(a[:k]) & set(e[:k])) for a, e in zip(approximate, exact, strict=True)]
     return float(np.mean(hits) / min(k, exact.shape[1])) if hits else float("nan")
+
+
+def recall_curve(approximate: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """recall@k for every k from 1 to `approximate.shape[1]` at once, float64 `[width]`.
+
+    Entry i is `recall_at_k(approximate, exact, i + 1)` when each row of `approximate` is
+    the answer of one search whose prefixes are the answers at smaller k (the same knobs:
+    ScaNN's top-k is the first k of its reordered candidates).
+    """
+    width = approximate.shape[1]
+    if width == 0 or len(approximate) == 0:
+        return np.zeros(width)
+    truth = exact[:, :width]
+    same = approximate[:, :, None] == truth[:, None, :]  # [q, found j, exact rank r]
+    rank = np.where(same.any(axis=2), same.argmax(axis=2), width)  # exact rank of found j
+    ks = np.arange(1, width + 1)
+    # A found j counts at k when j < k and its exact rank < k: cumulate over k by both.
+    hits = np.zeros((len(approximate), width + 2), np.int64)
+    np.add.at(hits, (np.arange(len(rank))[:, None], np.maximum(rank, np.arange(width)) + 1), 1)
+    return np.cumsum(hits, axis=1)[:, 1 : width + 1].mean(axis=0) / np.minimum(ks, exact.shape[1])
 
 
 def scann_top_k(searcher: Searcher, queries: np.ndarray, k: int, knobs: SearchKnobs) -> np.ndarray:
@@ -112,6 +135,44 @@ def single_query_ms(
         search_one(q)
         times.append((time.perf_counter() - started) * 1e3)
     return times
+
+
+def paired_single_query_ms(
+    first: Callable[[np.ndarray], Any],
+    second: Callable[[np.ndarray], Any],
+    queries: np.ndarray,
+    n: int,
+) -> tuple[list[float], list[float]]:
+    """Wall times of two searches on each of the first `n` queries, in alternating blocks.
+
+    On a shared machine the load changes from second to second; timing the two searches of
+    a comparison in alternating blocks of `PAIRED_BLOCK` queries puts both under the same
+    load over the same stretch of time, so their ratio (the speed-up) does not depend on
+    when each happened to run. Each block starts with `PAIRED_WARMUP` untimed calls: a
+    brute-force search streams the whole catalogue through the caches, and ScaNN serving
+    queries back to back does not pay for refilling them on every query.
+    """
+    singles = queries[: max(1, n)]
+    times: tuple[list[float], list[float]] = ([], [])
+    for start in range(0, len(singles), PAIRED_BLOCK):
+        block = singles[start : start + PAIRED_BLOCK]
+        for search, out in ((first, times[0]), (second, times[1])):
+            for q in block[:PAIRED_WARMUP]:
+                search(q)
+            for q in block:
+                started = time.perf_counter()
+                search(q)
+                out.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def single_stats(times: list[float]) -> dict[str, float]:
+    """p50, p95 and mean of single-query times (ms), under `latency`'s keys."""
+    return {
+        "single_p50_ms": statistics.median(times),
+        "single_p95_ms": float(np.percentile(times, 95)),
+        "single_mean_ms": statistics.fmean(times),
+    }
 
 
 def _tile(queries: np.ndarray, n: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from scann_serving.export._types import ExportedSearcher, Searcher, SearchKnobs
+from scann_serving.server._native_search import SearchBand, SearchSettings
 
 DISTANCE_MEASURE = "dot_product"
 #: Catalogues at or below this size are searched exhaustively: a tree buys nothing there.
@@ -114,6 +115,23 @@ class IndexConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the manifest."""
         return {"distance_measure": DISTANCE_MEASURE, **dataclasses.asdict(self)}
+
+
+def single_band(config: IndexConfig, k: int) -> tuple[SearchBand, ...]:
+    """The band table of an untuned index: its one knob pair for every k, tuned (if at all)
+    for the default k (the filtered search grows from there). Brute force: no knobs."""
+    if config.brute_force:
+        return (SearchBand(k),)
+    return (SearchBand(k, config.num_leaves_to_search, config.num_reordering_candidates),)
+
+
+def band_kwargs(bands: tuple[SearchBand, ...], k: int) -> SearchKnobs:
+    """`IndexConfig.search_kwargs(k)` for a band table: the knobs of the band of k, as
+    every search of the exported index passes them (graph, native bundle, evaluation)."""
+    pre_reorder, leaves = SearchSettings(k, k, bands).knobs(k)
+    if pre_reorder < 0 and leaves < 0:
+        return {}
+    return {"leaves_to_search": leaves, "pre_reorder_num_neighbors": pre_reorder}
 
 
 def default_config(num_candidates: int, *, k: int = 10, max_k: int = 100) -> IndexConfig:

@@ -32,9 +32,10 @@ from scann_serving.client.contract import (
     K,
 )
 from scann_serving.export._attributes import AttributeTable
-from scann_serving.export._index import IndexConfig
+from scann_serving.export._index import IndexConfig, single_band
 from scann_serving.export._text import encode_utf8
 from scann_serving.export._types import ExportedSearcher
+from scann_serving.server._native_search import SearchBand, check_bands
 
 #: Batches at least this large are searched with ScaNN's multi-threaded batched search.
 PARALLEL_MIN_BATCH = 8
@@ -59,6 +60,8 @@ class RetrievalModule(tf.Module):
             the filtered search scores small passing sets exactly).
         exact_max_passing: `retrieve_filtered` scores the passing candidates exactly when
             at most this many pass (default: `_filtering.exact_max_passing(n)`).
+        search_bands: The query-time knobs per band of k (`_tuning.tune_bands`); default:
+            `index_config`'s one pair for every k.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class RetrievalModule(tf.Module):
         attributes: AttributeTable | None = None,
         embeddings: np.ndarray | None = None,
         exact_max_passing: int | None = None,
+        search_bands: tuple[SearchBand, ...] | None = None,
     ) -> None:
         super().__init__(name="scann_retrieval")
         n = len(identifiers)
@@ -87,11 +91,15 @@ class RetrievalModule(tf.Module):
         self.index_state = searcher.serialize_to_module()
         self.default_k = tf.constant(k, tf.int32)
         self.max_k = tf.constant(max_k, tf.int32)
-        # Passed at query time, so a tuned config needs no retraining of the index. Brute
+        # Passed at query time, so a tuned table needs no retraining of the index; the row
+        # is picked from the request's k in the graph, so TF Serving does the same. Brute
         # force has no knobs: 0 reordering and -1 leaves leave both to the searcher.
-        knobs = index_config.search_kwargs()
-        self.reordering = tf.constant(knobs.get("pre_reorder_num_neighbors", 0), tf.int32)
-        self.leaves_to_search = tf.constant(knobs.get("leaves_to_search", -1), tf.int32)
+        bands = search_bands or single_band(index_config, k)
+        check_bands(bands)
+        self.search_bands = bands
+        self.band_limits = tf.constant([b.up_to_k for b in bands], tf.int32)
+        self.band_leaves = tf.constant([b.leaves_to_search for b in bands], tf.int32)
+        self.band_reordering = tf.constant([b.reordering for b in bands], tf.int32)
         self.num_leaves = 0 if index_config.brute_force else index_config.num_leaves
         self.num_candidates = n
         self.candidate_filter = None
@@ -171,49 +179,59 @@ class RetrievalModule(tf.Module):
         with tf.control_dependencies([check]):
             return tf.identity(embedding)
 
+    def _band(self, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(up_to_k, leaves, reordering) of the band of k: the first whose `up_to_k >= k`,
+        else the last (`SearchSettings.band` natively)."""
+        row = tf.searchsorted(self.band_limits, tf.reshape(tf.cast(k, tf.int32), [1]))[0]
+        row = tf.minimum(row, tf.size(self.band_limits) - 1)
+        return (
+            tf.gather(self.band_limits, row),
+            tf.gather(self.band_leaves, row),
+            tf.gather(self.band_reordering, row),
+        )
+
     def _search(
         self,
         embeddings: tf.Tensor,
         k: tf.Tensor,
-        leaves: tf.Tensor | None = None,
-        reorder: tf.Tensor | None = None,
+        knobs: tuple[tf.Tensor, tf.Tensor] | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        # `IndexConfig.search_kwargs(k)` for a k known only at query time.
-        reorder = self.reordering if reorder is None else reorder
-        pre_reorder = tf.where(self.reordering > 0, tf.maximum(k, reorder), -1)
+        # `band_kwargs(bands, k)` for a k known only at query time; `knobs` (leaves,
+        # reordering) override the band's. Reordering is on in every band or in none.
+        _, band_leaves, band_reorder = self._band(k)
+        leaves, reorder = knobs or (band_leaves, band_reorder)
+        pre_reorder = tf.where(self.band_reordering[0] > 0, tf.maximum(k, reorder), -1)
         parallel = tf.shape(embeddings)[0] >= PARALLEL_MIN_BATCH
         from scann.scann_ops.py import scann_ops
 
         handle = self.index_state.recreate_handle()
         indices, scores = scann_ops.scann_search_batched(
-            handle,
-            embeddings,
-            k,
-            pre_reorder,
-            self.leaves_to_search if leaves is None else leaves,
-            parallel,
+            handle, embeddings, k, pre_reorder, leaves, parallel
         )
         return indices, scores
 
-    def _deep_search(self, embeddings: tf.Tensor, depth: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """ScaNN's `depth` best, searching more leaves the deeper it goes: the leaves tuned
-        for the exported k hold about k neighbours; `depth` of them spread over more, and
-        `(depth / k) ** LEAVES_EXPONENT` x the leaves keeps recall@k of the filtered
-        results at the tuned level (measured: benchmarks/bench_filtering.py)."""
+    def _deep_search(
+        self, embeddings: tf.Tensor, depth: tf.Tensor, k: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """ScaNN's `depth` best for a filtered request of k, searching more leaves the deeper
+        it goes: the leaves of k's band hold about its `up_to_k` neighbours; `depth` of them
+        spread over more, and `(depth / up_to_k) ** LEAVES_EXPONENT` x the leaves keeps
+        recall@k of the filtered results at the tuned level (measured:
+        benchmarks/bench_filtering.py; `_native_filter.deep_search_knobs` natively)."""
         from scann_serving.export._filtering import LEAVES_EXPONENT
 
         if self.num_leaves == 0:  # brute force: no leaves to widen
             return self._search(embeddings, depth)
+        up_to_k, band_leaves, band_reorder = self._band(k)
         ratio = tf.maximum(
-            tf.constant(1.0, tf.float64),
-            tf.cast(depth, tf.float64) / tf.cast(self.default_k, tf.float64),
+            tf.constant(1.0, tf.float64), tf.cast(depth, tf.float64) / tf.cast(up_to_k, tf.float64)
         )
-        leaves = tf.math.ceil(tf.cast(self.leaves_to_search, tf.float64) * ratio**LEAVES_EXPONENT)
+        leaves = tf.math.ceil(tf.cast(band_leaves, tf.float64) * ratio**LEAVES_EXPONENT)
         leaves = tf.minimum(tf.cast(leaves, tf.int32), self.num_leaves)
-        # The tuned reordering budget per result, kept for `depth` results: reordering only
+        # The band's reordering budget per result, kept for `depth` results: reordering only
         # `depth` candidates would leave no slack for the hashing's errors.
-        reorder = tf.cast(tf.math.ceil(tf.cast(self.reordering, tf.float64) * ratio), tf.int32)
-        return self._search(embeddings, depth, leaves, tf.minimum(reorder, self.num_candidates))
+        reorder = tf.cast(tf.math.ceil(tf.cast(band_reorder, tf.float64) * ratio), tf.int32)
+        return self._search(embeddings, depth, (leaves, tf.minimum(reorder, self.num_candidates)))
 
     def _retrieve_filtered(
         self,
@@ -224,7 +242,14 @@ class RetrievalModule(tf.Module):
         numeric: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         assert self.candidate_filter is not None
-        rows, scores = self.candidate_filter(embeddings, k, allow, deny, numeric, self._deep_search)
+        rows, scores = self.candidate_filter(
+            embeddings,
+            k,
+            allow,
+            deny,
+            numeric,
+            lambda queries, depth: self._deep_search(queries, depth, k),
+        )
         # Padding rows (-1) read as b"". Gather, never read the whole variable: a dense read
         # of a variable also read sparsely copies it (a million strings per call).
         found = tf.gather(self.identifiers, tf.maximum(rows, 0))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scann_serving.export._index import IndexConfig
+from scann_serving.export._index import IndexConfig, single_band
 from scann_serving.export._text import encode_utf8
 from scann_serving.export._tower_tables import TowerTable, string_table, tower_vocabulary
 from scann_serving.export._towers import Towers
@@ -25,6 +25,7 @@ from scann_serving.server._native_search import (
     TOWER_INTEGER,
     TOWER_STRING,
     QueryTable,
+    SearchBand,
     SearchSettings,
 )
 
@@ -35,15 +36,15 @@ MAX_TABLE_BYTES = 2 << 30
 _OOV_PROBE = "\x00scann-serving-unknown-key"
 
 
-def search_settings(index_config: IndexConfig, k: int, max_k: int) -> SearchSettings:
-    """The knobs `RetrievalModule` bakes in (same source: `IndexConfig.search_kwargs`)."""
-    knobs = index_config.search_kwargs()
-    return SearchSettings(
-        k=k,
-        max_k=max_k,
-        leaves_to_search=int(knobs.get("leaves_to_search", -1)),
-        reordering=int(knobs.get("pre_reorder_num_neighbors", 0)),
-    )
+def search_settings(
+    index_config: IndexConfig,
+    k: int,
+    max_k: int,
+    bands: tuple[SearchBand, ...] | None = None,
+) -> SearchSettings:
+    """The knobs `RetrievalModule` bakes in, from the same source: `bands`, else
+    `index_config`'s one pair (`single_band`)."""
+    return SearchSettings(k=k, max_k=max_k, bands=bands or single_band(index_config, k))
 
 
 def filter_settings(

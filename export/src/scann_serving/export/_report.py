@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from scann_serving.client.contract import MANIFEST_PATH, WARMUP_PATH
-from scann_serving.export._evaluation import TOP_K_LEVELS
 from scann_serving.server._native_search import TOWER_INTEGER, TOWER_STRING
 
 
@@ -19,20 +18,12 @@ def summary(manifest: dict[str, Any], version_dir: str, seconds: float) -> str:
         f"({manifest.get('warmup_records', 0)} requests), {MANIFEST_PATH}"
         + (", assets.extra/scann_tuning.png" if manifest.get("tuning", {}).get("plot") else ""),
         f"  catalogue: {manifest['num_candidates']:,} candidates x dim {manifest['embedding_dim']}; "
-        f"k={manifest['k']} (max_k={manifest['max_k']}); index: {_index(manifest['index'])}",
+        f"k={manifest['k']} (max_k={manifest['max_k']}); index: "
+        f"{_index(manifest['index'], len(manifest.get('search_bands') or []))}",
         "",
         *table(ev),
     ]
-    tuning = manifest.get("tuning") or {}
-    if "chosen" in tuning:
-        chosen = tuning["chosen"]
-        state = "reached" if tuning["reached"] else "NOT reached (best recall kept)"
-        lines.append(
-            f"  tuning: target recall@{tuning['k']} {tuning['target_recall']} {state} with "
-            f"leaves_to_search {chosen['num_leaves_to_search']}, reorder "
-            f"{chosen['num_reordering_candidates']} ({len(tuning['sweep'])} settings measured); "
-            f"plot: {version_dir}/{tuning['plot']}"
-        )
+    lines += bands(manifest, version_dir)
     native = manifest.get("native")
     if native:
         lines.append(
@@ -73,9 +64,48 @@ def tower_line(manifest: dict[str, Any]) -> str:
     return f"query key {dtype}; native query tower: {kind}" + (f" ({reason})" if reason else "")
 
 
-def _index(index: dict[str, Any]) -> str:
+def bands(manifest: dict[str, Any], version_dir: str) -> list[str]:
+    """The search-band table (knobs, worst recall, latency per band) and how it was tuned."""
+    rows = manifest.get("search_bands") or []
+    tuning = manifest.get("tuning") or {}
+    out = []
+    if "bands" in tuning:
+        state = "reached" if tuning["reached"] else "NOT reached at every band (best kept)"
+        budget = tuning["budget_seconds"]
+        spent = f"{tuning['seconds']:.1f}s" + (f" of a {budget:g}s budget" if budget else "")
+        if tuning["budget_exhausted"]:
+            spent += ", budget ran out: best found kept (raise --tuning-budget)"
+        measured = sum(len(b["sweep"]) for b in tuning["bands"])
+        out += [
+            "",
+            f"  tuning ({tuning['source']}): recall >= {tuning['target_recall']} at every k "
+            f"{state}; {measured} settings in {spent}; plot: {version_dir}/{tuning['plot']}",
+        ]
+    elif tuning.get("skipped"):
+        out += ["", f"  tuning: none ({tuning['skipped']})"]
+    if rows:
+        out.append(
+            f"  {'serves k':>10}{'leaves':>8}{'reorder':>9}{'worst recall':>14}"
+            f"{'1 query p50':>13}{'brute force':>13}{'speed-up':>10}"
+        )
+        for row in rows:
+            low, high = row["serves_k"]
+            out.append(
+                f"  {f'{low}..{high}':>10}{row['leaves_to_search']:>8}{row['reordering']:>9}"
+                f"{row['worst_recall']:>14.4f}{row['single_p50_ms']:>10.3f} ms"
+                f"{row['brute_force_single_p50_ms']:>10.3f} ms{row['speedup_single_p50']:>9.1f}x"
+            )
+    return out
+
+
+def _index(index: dict[str, Any], bands: int = 1) -> str:
     if index.get("brute_force"):
         return "brute force (exact)"
+    if bands > 1:
+        return (
+            f"tree {index['num_leaves']} leaves, AH {index['dimensions_per_block']} dims/block; "
+            f"search and reorder per band of k (below)"
+        )
     return (
         f"tree {index['num_leaves']} leaves (search {index['num_leaves_to_search']}), "
         f"AH {index['dimensions_per_block']} dims/block, reorder {index['num_reordering_candidates']}"
@@ -89,7 +119,7 @@ def table(evaluation: dict[str, Any]) -> list[str]:
     k = evaluation["k"]
     accuracy = evaluation.get("factorized_top_k", {})
     latency = evaluation["latency"]
-    levels = [lv for lv in TOP_K_LEVELS if f"top_{lv}" in accuracy.get("scann", {})]
+    levels = sorted(int(key.removeprefix("top_")) for key in accuracy.get("scann", {}))
     head = "  " + f"{'':12}" + "".join(f"{'top-' + str(lv):>9}" for lv in levels)
     head += f"{'recall@' + str(k):>11}{'1 query p50':>13}{'batch of ' + str(latency['scann']['batch_size']):>14}"
     rows = [head]
@@ -101,6 +131,14 @@ def table(evaluation: dict[str, Any]) -> list[str]:
             f"  {label:12}"
             + "".join(f"{acc.get(f'top_{lv}', float('nan')):>9.4f}" for lv in levels)
             + f"{recall:>11.4f}{lat['single_p50_ms']:>10.3f} ms{lat['batch_ms']:>11.2f} ms"
+        )
+    by_k = evaluation.get("recall_by_k") or {}
+    if by_k:
+        worst = evaluation["recall_worst"]
+        rows.append(
+            "  recall@k vs brute force: "
+            + ", ".join(f"@{at} {value:.4f}" for at, value in by_k.items())
+            + f"; worst over every k served {worst['recall']:.4f} (k={worst['at']})"
         )
     rows.append(
         f"  speed-up of ScaNN over brute force: {latency['speedup_single_p50']:.1f}x per query "

@@ -90,7 +90,8 @@ def check_bundle(
 
         table = AttributeTable.load(version_dir / ASSETS_EXTRA / ATTRIBUTES_DIRNAME)
         sample = next(inputs[QUERY] for sig, inputs in requests if sig == RETRIEVE)
-        requests += filter_requests(table, sample, info.settings.k, info.settings.max_k)
+        bands = [band.up_to_k for band in info.settings.bands]
+        requests += filter_requests(table, sample, info.settings.k, info.settings.max_k, bands)
     held_out = 0
     for number, (signature, inputs) in enumerate(requests):
         want = savedmodel(signature, inputs)
@@ -185,18 +186,20 @@ def _variants(keys: list[bytes]) -> list[bytes]:
 
 
 def filter_requests(
-    table: Any, queries: np.ndarray, k: int, max_k: int
+    table: Any, queries: np.ndarray, k: int, max_k: int, bands: list[int] | None = None
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
     """`retrieve_filtered` requests over both paths: filters from the table's own tokens and
     values at several selectivities (from every candidate down to none, so the exact path,
     the over-fetch and the padding all run), deny, numeric restricts, a batch mixing them
-    and k = 1, the default k and max_k.
+    and k = 1, the default k, max_k and each search band's upper k (the filtered search
+    grows from the band of the requested k).
 
     Args:
         table: The version's `AttributeTable`.
         queries: A batch of query keys.
         k: The exported default k.
         max_k: The largest k.
+        bands: The search bands' `up_to_k`.
     """
     counts = np.bincount(table.tokens, minlength=len(table.vocabulary))
     order = [str(table.vocabulary[i]) for i in np.argsort(-counts, kind="stable")]
@@ -226,7 +229,7 @@ def filter_requests(
                 ([], [], [f"{name}=={float(values[0]):.17g}"]),
             ]
     requests = []
-    for want in sorted({1, k, max_k}):
+    for want in sorted({1, k, max_k, *(b for b in bands or [] if b <= max_k)}):
         for allow, deny, numeric in filters:
             rows = [(allow, deny, numeric)] * len(queries)
             requests.append((RETRIEVE_FILTERED, _filter_inputs(queries, want, rows)))

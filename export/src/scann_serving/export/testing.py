@@ -15,6 +15,7 @@ from scann_serving.client.contract import ATTRIBUTES_MANIFEST_KEY
 from scann_serving.export._attributes import AttributeTable, CandidateAttributes
 from scann_serving.export._index import IndexConfig, build_tf_searcher, default_config
 from scann_serving.export._manifest import build_manifest, fingerprint
+from scann_serving.server._native_search import SearchBand
 
 __all__ = ["TinyModelSpec", "make_tiny_version", "tiny_attributes", "tiny_spec"]
 
@@ -121,12 +122,14 @@ def make_tiny_version(
     native_tower: bool = True,
     attributes: AttributeTable | None = None,
     exact_max_passing: int | None = None,
+    search_bands: tuple[SearchBand, ...] | None = None,
 ) -> Path:
     """Publishes a small real ScaNN retrieval model under `base_path` and returns its directory.
 
     By default 50 users x 300 items x 8 dims, brute-force ScaNN (exact results, so tests
     can compare against `spec.brute_force`). Pass `index_config` for a tree + AH index,
-    `attributes` (e.g. `tiny_attributes(spec)`) for `retrieve_filtered`.
+    `attributes` (e.g. `tiny_attributes(spec)`) for `retrieve_filtered`, `search_bands`
+    for a table of query-time knobs per band of k (default: the config's one pair).
     With `native_bundle` (the default) the version carries `assets.extra/native/` too, so
     `scann-serve --backend=native` serves it; its tower is the spec's table (unknown keys
     get the zero row, as the SavedModel's tower gives them). `native_tower=False` leaves the
@@ -153,6 +156,7 @@ def make_tiny_version(
         attributes=attributes,
         embeddings=spec.item_embeddings if attributes is not None else None,
         exact_max_passing=exact_max_passing,
+        search_bands=search_bands,
     )
     manifest = build_manifest(
         model_name=model_name,
@@ -177,6 +181,7 @@ def make_tiny_version(
         max_k=max_k,
         attributes=attributes,
     )
+    manifest["search_bands"] = [band.to_dict() for band in module.search_bands]
     if attributes is not None:
         from scann_serving.export._stages import attributes_block
 
@@ -198,7 +203,7 @@ def make_tiny_version(
             staging,
             twin=pybind_twin(searcher, spec.item_embeddings, config, k),
             identifiers=spec.identifiers,
-            settings=search_settings(config, k, max_k),
+            settings=search_settings(config, k, max_k, module.search_bands),
             towers=Towers(None, spec.identifiers, spec.item_embeddings),
             table=QueryTable(TOWER_STRING, rows, keys=keys, oov_row=len(spec.users))
             if native_tower

@@ -5,7 +5,7 @@ SavedModel before publishing; `scann-serve --backend=native` serves it (`read_bu
 Layout, under `<version>/assets.extra/native/`:
 
 ```
-bundle.json                 format, knobs, tower kind, the signatures it covers, file list
+bundle.json                 format, search bands, tower kind, the signatures it covers, file list
 signature_defs.pb           tensorflow.serving.SignatureDefMap: what GetModelMetadata reports
 scann/                      ScaNN's own serialized searcher (scann_assets.pbtxt, relative paths)
 candidates.bin + .offsets.npy       candidate identifiers: UTF-8 bytes + int64 offsets [n+1]
@@ -50,10 +50,14 @@ from scann_serving.server._native_search import (
     TOWER_STRING,
     NativeIndex,
     QueryTable,
+    SearchBand,
     SearchSettings,
 )
 
-BUNDLE_FORMAT = 1
+#: Format 2 stores the search-band table (`search_bands`); format 1 one knob pair, read as
+#: one band tuned for the default k (what its SavedModel's graph does).
+BUNDLE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 BUNDLE_DIRNAME = "native"
 #: The bundle relative to a version directory.
 BUNDLE_RELPATH = f"{ASSETS_EXTRA}/{BUNDLE_DIRNAME}"
@@ -131,8 +135,7 @@ def write_bundle(
         "embedding_dim": embedding_dim,
         "default_k": settings.k,
         "max_k": settings.max_k,
-        "leaves_to_search": settings.leaves_to_search,
-        "reordering": settings.reordering,
+        "search_bands": [band.to_dict() for band in settings.bands],
         "tower": None if table is None else table.kind,
         "signatures": list(TABLE_SIGNATURES if table is not None else EMBEDDING_SIGNATURES),
     }
@@ -169,25 +172,33 @@ def read_info(directory: Path) -> BundleInfo:
         raise BundleError(f"{path} does not exist; the version has no native bundle") from None
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path} is not readable JSON ({exc}); re-export the version") from exc
-    if meta.get("format") != BUNDLE_FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
         raise BundleError(
             f"{path} has bundle format {meta.get('format')!r}, this server reads "
-            f"{BUNDLE_FORMAT}; upgrade scann-serve or re-export the version"
+            f"{', '.join(map(str, READABLE_FORMATS))}; upgrade scann-serve or re-export the version"
         )
     try:
         return BundleInfo(
             tower=meta["tower"],
             signatures=tuple(meta["signatures"]),
             settings=SearchSettings(
-                k=int(meta["default_k"]),
-                max_k=int(meta["max_k"]),
-                leaves_to_search=int(meta["leaves_to_search"]),
-                reordering=int(meta["reordering"]),
+                k=int(meta["default_k"]), max_k=int(meta["max_k"]), bands=_bands(meta)
             ),
             embedding_dim=int(meta["embedding_dim"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path} lacks or mangles {exc}; re-export the version") from exc
+
+
+def _bands(meta: dict[str, Any]) -> tuple[SearchBand, ...]:
+    """The search-band table; a format-1 bundle's single knob pair is one band, tuned for
+    the default k (the growth of its graph's filtered search starts there)."""
+    if "search_bands" in meta:
+        return tuple(SearchBand.from_dict(row) for row in meta["search_bands"])
+    pair = SearchBand(
+        int(meta["default_k"]), int(meta["leaves_to_search"]), int(meta["reordering"])
+    )
+    return (pair,)
 
 
 def scann_pybind() -> Any:

@@ -7,7 +7,8 @@ same identifiers (the export verifies it before it publishes):
 1. per query, the passing set, exactly (`_attribute_files.AttributeIndex.passing`);
 2. queries with at most `max(exact_max_passing, k)` passing are scored exactly;
 3. the others share one ScaNN search of `OVERFETCH` x k / (largest passing share) results,
-   with leaves and reordering grown with the depth (`deep_search_knobs`), keeping the
+   with leaves and reordering grown with the depth from the search band of the requested k
+   (`deep_search_knobs`), keeping the
    passing results in rank order; if any of them keeps fewer than k, the whole batch is
    searched once more `WIDEN ** MAX_ROUNDS` times deeper, and queries still short are
    scored exactly;
@@ -68,9 +69,10 @@ def deep_search_knobs(
 ) -> tuple[int, int]:
     """(pre_reorder, leaves) of the graph's `_deep_search` for `depth` results.
 
-    The leaves tuned for the exported k hold about k neighbours; `depth` of them spread
-    over more, so the leaves grow as `(depth / k) ** LEAVES_EXPONENT` and the reordering
-    budget per result is kept. Same float64 arithmetic as the graph.
+    `k`, `leaves_to_search` and `reordering` are the search band of the requested k (its
+    `up_to_k` and knobs): the band's leaves hold about `up_to_k` neighbours; `depth` of
+    them spread over more, so the leaves grow as `(depth / k) ** LEAVES_EXPONENT` and the
+    reordering budget per result is kept. Same float64 arithmetic as the graph.
     """
     if num_leaves == 0:
         return (max(depth, reordering) if reordering > 0 else -1), leaves_to_search

@@ -2,7 +2,7 @@
 
 Each method here mirrors one piece of the exported graph (export's `_module.RetrievalModule`):
 `QueryTable.embed` is the lookup query tower, `NativeIndex.search` is its `_search` (the same
-query-time knobs, multi-threaded from the same batch size), `retrieve_excluding` its
+search-band table, multi-threaded from the same batch size), `retrieve_excluding` its
 over-fetch-mask-top-k, `retrieve_filtered` its `CandidateFilter` (`_native_filter`). The
 export verifies the two against each other before it publishes, so a change on one side
 that the other does not follow fails the export, not a user.
@@ -11,6 +11,8 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,24 +27,76 @@ TOWER_INTEGER = "integer_table"
 
 
 @dataclass(frozen=True)
+class SearchBand:
+    """One row of the search-band table: the knobs of every k up to `up_to_k`.
+
+    Attributes:
+        up_to_k: The largest k this band's knobs were chosen for; a request of k uses the
+            first band with `up_to_k >= k`, and the last band serves every larger k too.
+        leaves_to_search: Tree partitions searched per query; -1 lets the searcher decide.
+        reordering: Candidates re-scored exactly (at least k); 0 means no reordering knob.
+    """
+
+    up_to_k: int
+    leaves_to_search: int = -1
+    reordering: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """The JSON form (`bundle.json`'s and the manifest's `search_bands` rows)."""
+        return {
+            "up_to_k": self.up_to_k,
+            "leaves_to_search": self.leaves_to_search,
+            "reordering": self.reordering,
+        }
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> SearchBand:
+        """The inverse of `to_dict`."""
+        return cls(int(row["up_to_k"]), int(row["leaves_to_search"]), int(row["reordering"]))
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """The query-time knobs the SavedModel bakes in.
 
     Attributes:
         k: What `serving_default`, `search_embedding` and `retrieve_with_exclusions` return.
         max_k: The largest k `retrieve` accepts.
-        leaves_to_search: Tree partitions searched per query; -1 lets the searcher decide.
-        reordering: Candidates re-scored exactly (at least k); 0 means no reordering knob.
+        bands: The search-band table, by increasing `up_to_k`; a larger band never
+            searches fewer leaves or reorders fewer candidates (the graph holds the same).
     """
 
     k: int
     max_k: int
-    leaves_to_search: int = -1
-    reordering: int = 0
+    bands: tuple[SearchBand, ...]
 
-    def pre_reorder(self, k: int) -> int:
-        """The graph's `pre_reorder_num_neighbors` for a search of k results."""
-        return max(k, self.reordering) if self.reordering > 0 else -1
+    def __post_init__(self) -> None:
+        check_bands(self.bands)
+
+    def band(self, k: int) -> SearchBand:
+        """The band a search of k results uses (the graph's `tf.searchsorted`)."""
+        row = bisect.bisect_left([b.up_to_k for b in self.bands], k)
+        return self.bands[min(row, len(self.bands) - 1)]
+
+    def knobs(self, k: int) -> tuple[int, int]:
+        """(pre_reorder_num_neighbors, leaves_to_search) of the graph's search of k results."""
+        band = self.band(k)
+        return (max(k, band.reordering) if band.reordering > 0 else -1), band.leaves_to_search
+
+
+def check_bands(bands: tuple[SearchBand, ...]) -> None:
+    """Raises `ValueError` unless `bands` is a table both the graph and the native search
+    can pick from: non-empty, `up_to_k` increasing, knobs never shrinking, and reordering
+    on in every band or in none (brute force)."""
+    if not bands:
+        raise ValueError("the search-band table is empty; it needs at least one band")
+    for low, high in itertools.pairwise(bands):
+        if high.up_to_k <= low.up_to_k:
+            raise ValueError(f"search bands must have increasing up_to_k, got {list(bands)}")
+        if high.leaves_to_search < low.leaves_to_search or high.reordering < low.reordering:
+            raise ValueError(f"a larger search band must never search less, got {list(bands)}")
+    if len({b.reordering > 0 for b in bands}) > 1:
+        raise ValueError(f"reordering must be on in every search band or in none: {list(bands)}")
 
 
 @dataclass(frozen=True)
@@ -118,10 +172,7 @@ class NativeIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """ScaNN's k best rows; `knobs` (pre_reorder, leaves) override the exported ones."""
         queries = np.ascontiguousarray(embeddings, dtype=np.float32)
-        pre_reorder, leaves = knobs or (
-            self.settings.pre_reorder(k),
-            self.settings.leaves_to_search,
-        )
+        pre_reorder, leaves = knobs or self.settings.knobs(k)
         if len(queries) >= PARALLEL_MIN_BATCH:
             indices, scores = self.searcher.search_batched_parallel(queries, k, pre_reorder, leaves)
         else:
@@ -179,15 +230,16 @@ class NativeIndex:
             raise LookupError("this bundle has no candidate attributes")
         embeddings = np.ascontiguousarray(self.embed(query), np.float32)
         mask = self.filtered.masks(allow, deny, numeric)
-        settings, n = self.settings, self.num_candidates
+        band, n = self.settings.band(k), self.num_candidates
         num_leaves = self.filtered.settings.num_leaves
 
         def deep(depth: int) -> tuple[np.ndarray, np.ndarray]:
+            # The growth starts from the band of the requested k (as the graph's does).
             knobs = deep_search_knobs(
                 depth,
-                k=settings.k,
-                leaves_to_search=settings.leaves_to_search,
-                reordering=settings.reordering,
+                k=band.up_to_k,
+                leaves_to_search=band.leaves_to_search,
+                reordering=band.reordering,
                 num_leaves=num_leaves,
                 n=n,
             )
