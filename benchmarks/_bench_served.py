@@ -13,6 +13,10 @@ JSON, `c_` for h2load's):
 * `grpc_{1,4,16}`, `rest_{1,4,16}`, `c_{1,4,16}`: throughput at that many clients;
 * `grpc_64x16`, `c_64x16`: requests of `QUERIES_PER_REQUEST` keys from 16 clients, in
   rows (queries) per second, against raw ScaNN's `search_batched` at 64 per call.
+
+`c_noop_single`, `c_single`, `c_noop_16` and `c_16`, the rows issue 13's ratios divide,
+run last, in `--h2load-rounds` interleaved rounds (`_bench_status.measure_rounds`); each
+keeps its median round and lists every round under `rounds`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from _bench_data import log
 from _bench_h2load import h2load_path
 from _bench_h2load import run as h2load
 from _bench_load import HEALTH_CHECK, PREDICT
-from _bench_status import counted, measure
+from _bench_status import counted, measure, measure_rounds
 
 #: Served configurations: name -> (--enable_batching, --grpc_server_mode).
 MODES = {
@@ -176,15 +180,20 @@ def _rows(server: Any, num_queries: int, args: Any, out: dict, save: Callable[[]
     rows.append(
         ("grpc_64x16", lambda: python_load(server, PREDICT, many, 16, args, QUERIES_PER_REQUEST))
     )
+    # The h2load rows the targets divide (a Predict by the no-op on this server) are taken
+    # in interleaved rounds, so the machine's load drifting during the run reaches both.
+    paired: list[tuple[str, Callable[[], Any]]] = []
     if h2load_path():
-        rows += [
+        paired = [
             ("c_noop_single", lambda: h2load_run(server, HEALTH_CHECK, b"", 1, args, timed=False)),
             ("c_single", lambda: h2load_run(server, PREDICT, payloads[1], 1, args, timed=False)),
             ("c_noop_16", lambda: h2load_run(server, HEALTH_CHECK, b"", 16, args)),
+            ("c_16", lambda: h2load_run(server, PREDICT, payloads[1], 16, args)),
         ]
         rows += [
             (f"c_{c}", partial(h2load_run, server, PREDICT, payloads[1], c, args))
             for c in CONCURRENCY
+            if c != 16
         ]
         rows.append(
             (
@@ -198,6 +207,13 @@ def _rows(server: Any, num_queries: int, args: Any, out: dict, save: Callable[[]
         result = measure(out, key, run, save)
         if result is not None:
             log(f"  {key}: {_brief(result)}")
+    if paired:
+        rounds = max(1, getattr(args, "h2load_rounds", 1))
+        measure_rounds(out, paired, rounds, save, _progress)
+
+
+def _progress(key: str, result: dict) -> None:
+    log(f"  {key}: {_brief(result)}")
 
 
 def _brief(result: dict) -> str:

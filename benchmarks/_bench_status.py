@@ -113,3 +113,73 @@ def measure(out: dict[str, Any], key: str, run: Callable[[], Any], save: Callabl
     finally:
         save()
     return None if failed(out.get(key)) else out.get(key)
+
+
+#: Figures a row of several rounds reports as the median round's (the rest are summed).
+MEDIAN_FIELDS = (
+    "qps",
+    "p50_ms",
+    "p99_ms",
+    "mean_ms",
+    "server_cpu_us_per_call",
+    "mean_batch_size",
+    "rows_per_s",
+)
+SUMMED_FIELDS = ("calls", "n", "http_errors", "end_of_run_cancelled", "real_errors")
+
+
+def merge_rounds(results: list[dict[str, Any]], failures: int = 0) -> dict[str, Any]:
+    """One row from several rounds of the same measurement: the median of each figure,
+    the sum of every count (so no round's errors are lost), and each round's p50, q/s and
+    server CPU per call under `rounds`; `failed_rounds` when some rounds failed."""
+    import statistics
+
+    merged = dict(results[len(results) // 2])
+    for field in MEDIAN_FIELDS:
+        values = [r[field] for r in results if r.get(field) is not None]
+        if values:
+            merged[field] = statistics.median(values)
+    for field in SUMMED_FIELDS:
+        if any(field in r for r in results):
+            merged[field] = sum(r.get(field, 0) for r in results)
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status, count in result.get("statuses", {}).items():
+            statuses[status] = statuses.get(status, 0) + count
+    merged["statuses"] = statuses
+    merged["real_errors"] = merged.get("real_errors", 0)
+    merged["rounds"] = [
+        {key: r.get(key) for key in ("p50_ms", "qps", "server_cpu_us_per_call")} for r in results
+    ]
+    if failures:
+        merged["failed_rounds"] = failures
+    return merged
+
+
+def measure_rounds(
+    out: dict[str, Any],
+    rows: list[tuple[str, Callable[[], Any]]],
+    rounds: int,
+    save: Callable[[], None],
+    report: Callable[[str, dict[str, Any]], None] = lambda key, result: None,
+) -> None:
+    """Each of `rows` measured `rounds` times, the rounds interleaved (a, b, c, a, b, c,
+    ...), so a change in the machine's load during the run reaches every row alike and the
+    ratios between rows (a Predict against the no-op on the same server) hold. Each row
+    keeps the median round (`merge_rounds`); a row whose every round failed stays failed.
+    `out[key]` holds the latest round while the rounds run, so a crash keeps it."""
+    taken: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in rows}
+    failures = dict.fromkeys(taken, 0)
+    for _ in range(rounds):
+        for key, run in rows:
+            result = measure(out, key, run, save)
+            if result is None:
+                failures[key] += 1
+            else:
+                taken[key].append(result)
+                report(f"{key} (round {len(taken[key])}/{rounds})", result)
+    for key, results in taken.items():
+        if results:
+            out[key] = merge_rounds(results, failures[key])
+            report(f"{key} (median of {len(results)})", out[key])
+    save()

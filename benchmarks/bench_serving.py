@@ -77,6 +77,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--latency-samples", type=int, default=2000)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput point")
+    parser.add_argument(
+        "--h2load-rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of the h2load Predict and no-op rows (their median is kept)",
+    )
     parser.add_argument("--client-processes", type=int, default=2, help="gRPC load processes")
     parser.add_argument("--batch-timeout-micros", type=int, default=0, help="batching parameter")
     parser.add_argument("--num-batch-threads", type=int, default=1, help="batching parameter")

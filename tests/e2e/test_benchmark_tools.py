@@ -119,6 +119,44 @@ def test_a_failing_measurement_is_a_failed_row_and_is_saved() -> None:
     assert out["c_4"] == {"qps": 1.0}
 
 
+def test_rounds_are_interleaved_and_keep_the_median_and_every_error() -> None:
+    order: list[str] = []
+    results = {
+        "noop": iter([{"p50_ms": 3.0}, {"p50_ms": 1.0}, {"p50_ms": 2.0}]),
+        "predict": iter(
+            [
+                {"p50_ms": 5.0, "real_errors": 1, "statuses": {"OK": 9, "INTERNAL": 1}},
+                RuntimeError("server gone"),
+                {"p50_ms": 4.0, "real_errors": 0, "statuses": {"OK": 10}},
+            ]
+        ),
+    }
+
+    def row(key: str) -> Any:
+        def run() -> dict[str, Any]:
+            order.append(key)
+            result = next(results[key])
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        return run
+
+    out: dict[str, Any] = {}
+    rows = [("noop", row("noop")), ("predict", row("predict"))]
+    _bench_status.measure_rounds(out, rows, 3, lambda: None)
+
+    assert order == ["noop", "predict"] * 3
+    assert out["noop"]["p50_ms"] == 2.0 and [r["p50_ms"] for r in out["noop"]["rounds"]] == [
+        3.0,
+        1.0,
+        2.0,
+    ]
+    assert out["predict"]["p50_ms"] == 4.5 and out["predict"]["failed_rounds"] == 1
+    assert out["predict"]["real_errors"] == 1
+    assert out["predict"]["statuses"] == {"OK": 19, "INTERNAL": 1}
+
+
 def test_backend_flags_only_name_tensorflow_to_a_server_that_has_the_flag() -> None:
     assert _bench_served.backend_flags("tensorflow", has_backend_flag=False) == []
     assert _bench_served.backend_flags("tensorflow", True) == ["--backend=tensorflow"]
@@ -181,6 +219,8 @@ def test_a_brute_force_catalogue_is_not_tuned_and_exact() -> None:
 PYTHON_ROWS = ("grpc_noop_single", "grpc_noop_16", "grpc_single", "rest_single", "grpc_64x16")
 PYTHON_ROWS += tuple(f"{kind}_{c}" for kind in ("grpc", "rest") for c in (1, 4, 16))
 H2LOAD_ROWS = ("c_noop_single", "c_single", "c_noop_16", "c_1", "c_4", "c_16", "c_64x16")
+#: The h2load rows measured in interleaved rounds (`_bench_status.measure_rounds`).
+ROUNDS_ROWS = ("c_noop_single", "c_single", "c_noop_16", "c_16")
 
 
 def _run_benchmark(out: Path, *args: str, timeout: float = 900) -> tuple[int, str]:
@@ -213,7 +253,7 @@ def test_the_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         out,
         *("--num-candidates", "2000", "--dim", "8", "--num-queries", "300"),
         *("--latency-samples", "45", "--duration", "1", "--client-processes", "1"),
-        *("--backends", "tensorflow,no_such_backend"),
+        *("--backends", "tensorflow,no_such_backend", "--h2load-rounds", "2"),
     )
 
     assert code == 0, stdout[-6000:]
@@ -229,6 +269,9 @@ def test_the_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
             assert "failed" not in row, (mode, key, row)
             assert row.get("p50_ms", row.get("qps")) > 0, (mode, key, row)
             assert row.get("real_errors", 0) == 0, (mode, key, row)
+        for key in [k for k in ROUNDS_ROWS if k in expected]:  # interleaved, median kept
+            rounds = cfg[key]["rounds"]
+            assert len(rounds) == 2 and sorted(r["p50_ms"] for r in rounds)[0] > 0, (mode, key)
         assert cfg["grpc_64x16"]["rows_per_s"] == pytest.approx(64 * cfg["grpc_64x16"]["qps"])
         assert mode == "plain" or cfg["grpc_64x16"]["mean_batch_size"] >= 64
     failed = results["served"]["no_such_backend"]

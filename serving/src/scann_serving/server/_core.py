@@ -9,11 +9,10 @@ calls), `wait_idle()` (in-flight calls finished).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +88,7 @@ class _Prepared:
     signature: Signature
     rows: int
     wanted: list[str] | None
+    started: float  # time.perf_counter() at admission, for the latency metric
 
     def result(self, outputs: dict[str, np.ndarray]) -> PredictResult:
         return PredictResult(
@@ -106,6 +106,7 @@ class ServingCore:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
+        self._idle_waiters = 0  # wait_idle callers; calls notify only when there are some
         self._draining = False
         self._refuse_after = 0.0
 
@@ -128,11 +129,15 @@ class ServingCore:
         """Waits until no call is in flight; False if `timeout` seconds passed first."""
         end = time.monotonic() + timeout
         with self._idle:
-            while self._in_flight:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
+            self._idle_waiters += 1
+            try:
+                while self._in_flight:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(left)
+            finally:
+                self._idle_waiters -= 1
         return True
 
     def _enter(self) -> None:
@@ -142,9 +147,11 @@ class ServingCore:
             self._in_flight += 1
 
     def _leave(self) -> None:
-        with self._idle:
+        # The Condition's lock directly, and notify_all (Python code) only for a waiter:
+        # this runs on every call and the waiter exists only while draining.
+        with self._lock:
             self._in_flight -= 1
-            if not self._in_flight:
+            if not self._in_flight and self._idle_waiters:
                 self._idle.notify_all()
 
     # --- predict -------------------------------------------------------------------
@@ -167,28 +174,38 @@ class ServingCore:
         rows = servable.validate(signature, call.inputs)
         return servable, signature, rows
 
-    @contextlib.contextmanager
-    def _predicting(
-        self, call: PredictCall, resolved: Servable | None = None
-    ) -> Iterator[_Prepared]:
-        """Admission (drain), checks, the in-flight count and the request metric around one
-        predict call; yields what running it needs."""
+    def _begin(self, call: PredictCall, resolved: Servable | None) -> _Prepared:
+        """Admission (drain) and checks of one predict call; the caller must `_end` it
+        whenever this returns (this ends a call it refuses itself).
+
+        Plain methods rather than a context manager: this runs on every call, and a
+        generator-based `with` costs more than the rest of the bookkeeping together."""
         started = time.perf_counter()
         self._enter()
         servable: Servable | None = None
-        status = "OK"
         try:
             servable, signature, rows = self._prepare(call, resolved)
-            yield _Prepared(servable, signature, rows, list(call.output_filter) or None)
-        except asyncio.CancelledError:  # the caller went away (asyncio mode)
-            status = "CANCELLED"
-            raise
         except Exception as exc:
-            status = exc.code if isinstance(exc, ServingError) else "INTERNAL"
+            self._end(call, servable, exc, started)
             raise
-        finally:
-            self._leave()
-            self._record(call, servable, status, started)
+        return _Prepared(servable, signature, rows, list(call.output_filter) or None, started)
+
+    def _end(
+        self,
+        call: PredictCall,
+        servable: Servable | None,
+        error: BaseException | None,
+        started: float,
+    ) -> None:
+        """Leaves the in-flight count and records the call's status and latency."""
+        if error is None:
+            status = "OK"
+        elif isinstance(error, asyncio.CancelledError):  # the caller went away (asyncio)
+            status = "CANCELLED"
+        else:
+            status = error.code if isinstance(error, ServingError) else "INTERNAL"
+        self._leave()
+        self._record(call, servable, status, started)
 
     def _submit(self, call: PredictCall, run: _Prepared) -> Future[dict[str, np.ndarray]]:
         assert self.batcher is not None
@@ -202,23 +219,43 @@ class ServingCore:
         `resolved`: the version `resolve(call.model)` returned, when the adapter already
         looked it up (REST); otherwise the call's model is resolved here, once.
         """
-        with self._predicting(call, resolved) as run:
+        run = self._begin(call, resolved)
+        try:
             if self.batcher is None:
                 outputs = run.servable.run(run.signature, call.inputs, run.wanted)
             else:
                 outputs = self._submit(call, run).result()
-            return run.result(outputs)
+        except BaseException as exc:
+            self._end(call, run.servable, exc, run.started)
+            raise
+        self._end(call, run.servable, None, run.started)
+        return run.result(outputs)
+
+    def runs_inline(self, run: _Prepared) -> bool:
+        """Whether a call is cheaper to run on the event loop than to hand to a thread: no
+        batcher, and a servable that says this call takes microseconds (`runs_quickly`:
+        the native backend's small unfiltered searches; absent: never)."""
+        quick = getattr(run.servable, "runs_quickly", None)
+        return self.batcher is None and quick is not None and quick(run.signature, run.rows)
 
     async def predict_async(self, call: PredictCall, executor: Executor) -> PredictResult:
         """`predict` for an asyncio caller: the model runs on `executor` (or in the batcher),
-        so the event loop only parses, checks and answers."""
-        with self._predicting(call) as run:
-            if self.batcher is None:
+        so the event loop only parses, checks and answers; a small native call runs on the
+        loop itself, where a thread hand-off would cost more than the search."""
+        run = self._begin(call, None)
+        try:
+            if self.runs_inline(run):
+                outputs = run.servable.run(run.signature, call.inputs, run.wanted)
+            elif self.batcher is None:
                 job = functools.partial(run.servable.run, run.signature, call.inputs, run.wanted)
                 outputs = await asyncio.get_running_loop().run_in_executor(executor, job)
             else:
                 outputs = await asyncio.wrap_future(self._submit(call, run))
-            return run.result(outputs)
+        except BaseException as exc:
+            self._end(call, run.servable, exc, run.started)
+            raise
+        self._end(call, run.servable, None, run.started)
+        return run.result(outputs)
 
     def _record(
         self, call: PredictCall, servable: Servable | None, status: str, started: float

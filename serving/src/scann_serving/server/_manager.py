@@ -75,6 +75,21 @@ def list_versions(base_path: str) -> list[int] | None:
     )
 
 
+def settle_heap() -> None:
+    """Collects garbage, then moves every surviving object out of the collector's reach
+    (`gc.freeze`): called when the set of loaded versions changes.
+
+    A loaded version is many long-lived objects (TensorFlow's hundreds of thousands); a
+    full collection, which request garbage triggers every few thousand calls, walks them
+    all. Frozen, they are skipped (on the 1M native version, server CPU per Predict at 16
+    clients fell by about a quarter). Unfreezing first lets an unloaded version's reference
+    cycles be collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def savedmodel_loader(max_request_batch_size: int) -> ServableLoader:
     """A loader of TensorFlow SavedModel versions (TensorFlow is imported on first use)."""
 
@@ -134,7 +149,7 @@ class ModelManager:
             for record in model.versions.values():
                 self._metrics.unloaded(model.config.name, record.version)
         if dropped:
-            gc.collect()
+            settle_heap()
         if poll:
             self.poll_once()
 
@@ -199,7 +214,7 @@ class ModelManager:
             log.info("unloaded model %s version %d", name, record.version)
             self._metrics.unloaded(name, record.version)
         if stale:
-            gc.collect()
+            settle_heap()
 
     def _should_retry(self, record: VersionRecord) -> bool:
         if record.state != "END" or record.permanent_failure:
@@ -233,6 +248,7 @@ class ModelManager:
             # The status message of an AVAILABLE version says which backend runs it and why.
             record.error_code, record.error_message = "OK", reason
         self._metrics.loaded(name, version, "success", time.monotonic() - started, backend)
+        settle_heap()
         log.info(
             "model %s version %d is AVAILABLE (%.1fs)%s",
             name,

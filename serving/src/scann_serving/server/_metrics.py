@@ -67,6 +67,9 @@ class Metrics:
         self._histograms: dict[str, dict[Labels, _Histogram]] = defaultdict(dict)
         self._gauges: dict[str, dict[Labels, float]] = defaultdict(dict)
         self._help: dict[str, tuple[str, str]] = {}
+        #: Request label values -> (their label tuple, latency histogram), so a request
+        #: does not build five label pairs and look the series up twice.
+        self._request_series: dict[tuple[str, ...], tuple[Labels, _Histogram]] = {}
         self._describe(
             "requests_total", "counter", "Requests by model, version, signature, api, status."
         )
@@ -97,16 +100,25 @@ class Metrics:
         self, *, model: str, version: str, signature: str, api: str, status: str, seconds: float
     ) -> None:
         """Counts one finished request and records its latency."""
-        labels = (
-            ("model", model),
-            ("version", version),
-            ("signature", signature),
-            ("api", api),
-            ("status", status),
-        )
+        key = (model, version, signature, api, status)
         with self._lock:
-            self._inc("requests_total", labels)
-            self._observe("request_latency_seconds", labels, seconds, LATENCY_BUCKETS)
+            series = self._request_series.get(key)
+            if series is None:  # first request with these labels: build them once
+                labels: Labels = (
+                    ("model", model),
+                    ("version", version),
+                    ("signature", signature),
+                    ("api", api),
+                    ("status", status),
+                )
+                self._counters["requests_total"].setdefault(labels, 0.0)
+                histogram = self._histograms["request_latency_seconds"].setdefault(
+                    labels, _Histogram(LATENCY_BUCKETS)
+                )
+                series = self._request_series[key] = (labels, histogram)
+            labels, histogram = series
+            self._counters["requests_total"][labels] += 1.0
+            histogram.observe(seconds)
 
     def loaded(
         self, model: str, version: int, result: str, seconds: float, backend: str = ""

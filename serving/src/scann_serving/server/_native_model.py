@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scann_serving.client.contract import IDENTIFIERS, SCORES
+from scann_serving.client.contract import IDENTIFIERS, RETRIEVE_FILTERED, SCORES
 from scann_serving.server._backend import servable_signatures
 from scann_serving.server._bundle import (
     BundleError,
@@ -25,7 +25,7 @@ from scann_serving.server._bundle import (
 )
 from scann_serving.server._errors import FailedPrecondition, Internal, ServingError
 from scann_serving.server._filters import FilterSchema
-from scann_serving.server._native_search import run_signature
+from scann_serving.server._native_search import PARALLEL_MIN_BATCH, run_signature
 from scann_serving.server._pb import DataType, SignatureDefMap
 from scann_serving.server._preflight import check_runtime, read_manifest
 from scann_serving.server._servable import (
@@ -149,6 +149,12 @@ class NativeServable:
             query_ids=self.query_ids,
             filters=self.filters,
         )
+
+    def runs_quickly(self, signature: Signature, rows: int) -> bool:
+        """Whether a validated call is a one-thread search of a few rows (tens of
+        microseconds, less than handing it to another thread): the asyncio server runs
+        such calls on its event loop. Filtered calls can take milliseconds, so never."""
+        return rows < PARALLEL_MIN_BATCH and signature.name != RETRIEVE_FILTERED
 
     def run(
         self,

@@ -9,11 +9,12 @@ and raise `InvalidArgument` naming the input when a proto is inconsistent.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 from scann_serving.server._errors import InvalidArgument
-from scann_serving.server._pb import DataType, TensorProto, TensorShapeProto
+from scann_serving.server._pb import DataType, TensorProto
 
 #: DataType enum values by name (TF's types.proto numbering, from the TF-free copy).
 _DT: dict[str, int] = {value.name: value.number for value in DataType.values}
@@ -39,6 +40,10 @@ _DTYPE_OF_NUMPY: dict[Any, int] = {
     np.dtype(np.int8): _DT["DT_INT8"],
     np.dtype(np.uint8): _DT["DT_UINT8"],
 }
+
+_STRING = _DT["DT_STRING"]
+#: numpy writes its native byte order; TensorProto's tensor_content is little-endian.
+_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
 #: Most elements one value may fill (TensorProto's broadcast of a single value).
 MAX_BROADCAST_ELEMENTS = 1 << 22
@@ -89,8 +94,33 @@ def _fill(values: Any, size: int, shape: tuple[int, ...], name: str) -> list[Any
     )
 
 
+def _common_case(proto: TensorProto) -> np.ndarray | None:
+    """The array of the requests nearly every call sends, built without the general checks
+    (a served call should cost little more than its search): a `[batch]` string tensor
+    with one value per row, or a scalar with its one value. None for anything else, which
+    `proto_to_array` then converts and checks in full."""
+    dtype = proto.dtype
+    dims = proto.tensor_shape.dim
+    if dtype == _STRING:
+        if len(dims) == 1 and not proto.tensor_shape.unknown_rank:
+            values = proto.string_val
+            if dims[0].size == len(values) <= MAX_ELEMENTS and values:
+                return np.array(list(values), dtype=object)  # bytes are scalars to numpy
+        return None
+    if not dims and not proto.tensor_shape.unknown_rank and not proto.tensor_content:
+        numeric = _NUMERIC.get(dtype)
+        if numeric is not None:
+            values = getattr(proto, numeric[1])
+            if len(values) == 1:
+                return np.array(values[0], dtype=numeric[0])
+    return None
+
+
 def proto_to_array(proto: TensorProto, name: str) -> np.ndarray:
     """A numpy array with the proto's values (strings come back as an object array of bytes)."""
+    common = _common_case(proto)
+    if common is not None:
+        return common
     shape = _shape(proto, name)
     size = math.prod(shape)
     if proto.dtype == _DT["DT_STRING"]:
@@ -119,19 +149,26 @@ def proto_to_array(proto: TensorProto, name: str) -> np.ndarray:
 def array_to_proto(array: np.ndarray, proto: TensorProto | None = None) -> Any:
     """Fills (or creates) a TensorProto from a numpy array (bytes/str object arrays → DT_STRING)."""
     proto = proto if proto is not None else TensorProto()
-    proto.tensor_shape.CopyFrom(
-        TensorShapeProto(dim=[TensorShapeProto.Dim(size=int(d)) for d in array.shape])
-    )
+    dims = proto.tensor_shape.dim
+    del dims[:]
+    for size in array.shape:
+        dims.add(size=size)
     if array.dtype == object or array.dtype.kind in "SU":
-        proto.dtype = _DT["DT_STRING"]
-        flat = array.ravel().tolist()
-        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+        proto.dtype = _STRING
+        flat, values = array.ravel().tolist(), proto.string_val
+        before = len(values)
+        try:  # identifiers are bytes already; anything else is encoded one by one
+            values.extend(flat)
+        except TypeError:
+            del values[before:]
+            values.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
         return proto
     dtype = _DTYPE_OF_NUMPY.get(array.dtype)
     if dtype is None:
         raise TypeError(f"cannot encode numpy dtype {array.dtype} as a TensorProto")
     proto.dtype = dtype
-    proto.tensor_content = (
-        np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
-    )
+    if _LITTLE_ENDIAN_HOST and array.dtype.byteorder in "=|<":
+        proto.tensor_content = array.tobytes()  # C order, whatever the array's strides
+    else:
+        proto.tensor_content = array.astype(array.dtype.newbyteorder("<")).tobytes()
     return proto

@@ -48,16 +48,39 @@ REFLECTED_SERVICES = (
 
 
 # --- requests → domain ---------------------------------------------------------------
+#: ModelRefs by (name, version choice, value): most calls name the same few models, and
+#: building the frozen dataclass costs more than the dict lookup. Bounded, since the names
+#: come from callers.
+_REFS: dict[tuple[str, str | None, Any], ModelRef] = {}
+_MAX_CACHED_REFS = 1024
+
+
 def model_ref(spec: Any) -> ModelRef:
     """A ModelRef from a tensorflow.serving.ModelSpec."""
-    if not spec.name:
-        raise InvalidArgument("model_spec.name is empty; name the model to call")
+    name = spec.name
     choice = spec.WhichOneof("version_choice")
     if choice == "version":
-        return ModelRef(spec.name, version=int(spec.version.value))
+        key: tuple[str, str | None, Any] = (name, choice, spec.version.value)
+    elif choice == "version_label":
+        key = (name, choice, spec.version_label)
+    else:
+        key = (name, None, None)
+    ref = _REFS.get(key)
+    if ref is None:
+        ref = _new_ref(name, choice, key[2])
+        if len(_REFS) < _MAX_CACHED_REFS:
+            _REFS[key] = ref
+    return ref
+
+
+def _new_ref(name: str, choice: str | None, value: Any) -> ModelRef:
+    if not name:
+        raise InvalidArgument("model_spec.name is empty; name the model to call")
+    if choice == "version":
+        return ModelRef(name, version=int(value))
     if choice == "version_label":
-        return ModelRef(spec.name, label=spec.version_label)
-    return ModelRef(spec.name)
+        return ModelRef(name, label=value)
+    return ModelRef(name)
 
 
 def deadline(context: Any) -> float | None:
