@@ -282,7 +282,11 @@ class CandidateFilter(tf.Module):
             | (tf.greater(values, bound) & wants(high))
             | ~use[None, :]
         )
-        return tf.transpose(tf.reduce_all(tf.reshape(holds, [n, batch, restricts]), axis=2))
+        # Failures counted in float32 and transposed as such: a bool Transpose makes
+        # TensorFlow's oneDNN build log an ERROR line on CPUs it does not take for AVX-512
+        # ones (and a Cast just before a Transpose is moved after it by Grappler).
+        failed = tf.cast(tf.reshape(~holds, [n, batch, restricts]), tf.float32)
+        return tf.equal(tf.transpose(tf.reduce_sum(failed, axis=2)), 0.0)
 
     # --- the search -------------------------------------------------------------------------
 

@@ -49,8 +49,8 @@ def materialize(options: OwnTowersOptions, scratch: Path) -> KerasTowers:
     """
     request: dict[str, Any] = {
         "out": str(scratch),
-        "query": options.query_submodel,
-        "candidate": options.candidate_layer,
+        "query_submodel": options.query_submodel,
+        "candidate_layer": options.candidate_layer,
         "modules": list(options.keras_modules),
     }
     table = None
@@ -93,7 +93,12 @@ def _from_object(
         table = km.embedding_table(found, options.candidate_layer, label)
     path = scratch / "query_tower.keras"
     tower.save(str(path))
-    return request | {"source": str(path), "label": label, "query": None, "candidate": None}, table
+    return request | {
+        "source": str(path),
+        "label": label,
+        "query_submodel": None,
+        "candidate_layer": None,
+    }, table
 
 
 def _run_worker(request: dict[str, Any], scratch: Path) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def run(request: dict[str, Any], out: Path) -> dict[str, Any]:
     label = request.get("label") or str(source)
     for spec in request.get("modules", []):
         import_module(spec)
-    query, candidate = request.get("query"), request.get("candidate")
+    query, candidate = request.get("query_submodel"), request.get("candidate_layer")
     try:
         model = keras.saving.load_model(source, compile=False, safe_mode=True)
     except Exception as exc:  # unknown or unrebuildable classes: read the weights alone
