@@ -237,3 +237,20 @@ def test_an_existing_version_is_never_overwritten(
     assert code == 2
     assert "exists; versions are never overwritten" in capsys.readouterr().err
     assert (shared_export.base / "1" / "saved_model.pb").stat().st_mtime_ns == before
+
+
+def test_no_bool_transpose_in_the_graph(shared_export: SharedExport) -> None:
+    """A bool (or uint8) Transpose makes TensorFlow's oneDNN build log an ERROR line on CPUs
+    it does not take for AVX-512 ones, the first time the version is served; the graph
+    transposes numbers instead (read from saved_model.pb, so it holds on any CPU)."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((shared_export.base / "1" / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    transposes = [n for n in nodes if n.op == "Transpose"]
+    assert transposes, "the filtered signature transposes its masks: expected Transpose nodes"
+    small = {types_pb2.DT_BOOL, types_pb2.DT_UINT8, types_pb2.DT_INT8}
+    assert [n.name for n in transposes if n.attr["T"].type in small] == []
