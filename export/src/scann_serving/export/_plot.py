@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from scann_serving.export._bands import BandTuning
-from scann_serving.export._tuning import SweepPoint
+from scann_serving.export._tuning import SweepPoint, save_latency_plot
 
 
 def plot_bands(tuning: BandTuning, report: list[dict[str, Any]], path: Path) -> Path:
@@ -48,23 +48,13 @@ def plot_bands(tuning: BandTuning, report: list[dict[str, Any]], path: Path) -> 
     ax.axhline(
         tuning.target_recall, color="grey", ls="--", lw=1, label=f"target {tuning.target_recall}"
     )
-    for row in report:
-        ax.axvline(row["brute_force_single_p50_ms"], color="black", ls=":", lw=0.8)
-    if report:
-        ax.axvline(report[-1]["brute_force_single_p50_ms"], color="black", ls=":", lw=0.8,
-                   label="brute force, 1 query")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("single-query latency, p50 (ms, log scale)")
+    for i, row in enumerate(report):  # one legend entry, on the last line
+        last = "brute force, 1 query" if i == len(report) - 1 else None
+        ax.axvline(row["brute_force_single_p50_ms"], color="black", ls=":", lw=0.8, label=last)
     ax.set_ylabel("worst recall@k over the band's k vs brute force")
     budget = " (budget ran out)" if tuning.budget_exhausted else ""
     ax.set_title(f"ScaNN search knobs per band of k: recall vs latency{budget}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_latency_plot(fig, ax, path)
 
 
 def _frontier(points: list[SweepPoint]) -> list[SweepPoint]:

@@ -172,10 +172,18 @@ def plot(result: TuningResult, path: Path, *, brute_force_ms: float | None = Non
         ls="none",
         label=f"chosen: leaves {c.num_leaves_to_search}, reorder {c.num_reordering_candidates}",
     )
-    ax.set_xscale("log")
-    ax.set_xlabel("single-query latency, p50 (ms, log scale)")
     ax.set_ylabel(f"recall@{result.k} vs brute force")
     ax.set_title("ScaNN search knobs: recall vs latency")
+    return save_latency_plot(fig, ax, path)
+
+
+def save_latency_plot(fig: Any, ax: Any, path: Path) -> Path:
+    """The common end of the recall-vs-latency plots (this sweep's and the bands'): a log
+    latency axis, grid, legend; written as a PNG at `path` and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ax.set_xlabel("single-query latency, p50 (ms, log scale)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
