@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -83,13 +83,16 @@ class SearchSettings:
     k: int
     max_k: int
     bands: tuple[SearchBand, ...]
+    #: Each band's up_to_k, for `band` (looked up on every search).
+    _limits: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_bands(self.bands)
+        object.__setattr__(self, "_limits", tuple(b.up_to_k for b in self.bands))
 
     def band(self, k: int) -> SearchBand:
         """The band a search of k results uses (the graph's `tf.searchsorted`)."""
-        row = bisect.bisect_left([b.up_to_k for b in self.bands], k)
+        row = bisect.bisect_left(self._limits, k)
         return self.bands[min(row, len(self.bands) - 1)]
 
     def knobs(self, k: int) -> tuple[int, int]:
