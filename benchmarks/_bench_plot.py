@@ -12,7 +12,12 @@ import numpy as np
 from _bench_served import QUERIES_PER_REQUEST
 from _bench_targets import LATENCY_TARGET, THROUGHPUT_TARGET, get, normalize, row
 
-SHORT = {"plain": "", "batching": "\n+batching", "batching_asyncio": "\n+batch asyncio"}
+SHORT = {
+    "plain": "",
+    "batching": "\n+batching",
+    "batching_asyncio": "\n+batch asyncio",
+    "asyncio": "\nasyncio",
+}
 
 
 def _latency_bars(results: dict) -> list[tuple[str, dict]]:

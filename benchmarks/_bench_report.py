@@ -27,6 +27,7 @@ MODE_LABELS = {
     "plain": "served",
     "batching": "served + batching",
     "batching_asyncio": "served + batching, asyncio server",
+    "asyncio": "served, asyncio server",
 }
 
 
@@ -210,9 +211,13 @@ def summary(results: dict) -> str:
     for backend, r in t.get("by_backend", {}).items():
         lines.append(
             f"{backend}: h2load p50 {_x(r['p50_native_vs_signature'])} the signature call and "
-            f"{_x(r['p50_native_vs_noop'])} the no-op's; server CPU/Predict @16 "
-            f"{_x(r['cpu_per_predict_vs_noop_16'])} the no-op's; q/s @16 "
-            f"{_pct(r['qps_16_vs_noop_best_mode'])} of the no-op's (best mode); "
+            f"{_x(r['p50_native_vs_noop'])} the no-op's (plain), "
+            f"{_x(r.get('p50_best_mode_vs_signature'))} and "
+            f"{_x(r.get('p50_best_mode_vs_noop'))} ({r.get('p50_best_mode') or 'n/a'}); "
+            f"server CPU/Predict @16 {_x(r['cpu_per_predict_vs_noop_16'])} the no-op's "
+            f"({r.get('cpu_best_mode') or 'best mode'}); q/s @16 "
+            f"{_pct(r['qps_16_vs_noop_best_mode'])} of the no-op's "
+            f"({r.get('qps_best_mode') or 'best mode'}); "
             f"{QUERIES_PER_REQUEST} queries/request @16: {_num(r['rows_per_s_64x16_best'])} "
             f"rows/s = {_pct(r['rows64_fraction_of_raw_serial64'])} of raw search_batched at "
             f"{QUERIES_PER_REQUEST}/call; start to SERVING {_num(r['start_to_serving_s'], 1)} s, "

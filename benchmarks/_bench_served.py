@@ -1,7 +1,8 @@
 """Served measurements: every configuration of scann-serve, per backend, and the no-op floor.
 
 A configuration is a backend (`--backends`) and a mode (`MODES`: plain, batching, batching
-on the asyncio server). Each runs in its own `scann-serve` subprocess, whose
+on the asyncio server, and the asyncio server without batching, where a native server
+answers a few keys on its event loop). Each runs in its own `scann-serve` subprocess, whose
 start-to-SERVING time and resident memory (from /proc) are recorded beside its rows. Each
 row is measured in isolation (`_bench_status.measure`): a failure becomes a row marked
 failed with its reason, and the results file is saved after every row. Rows (keys in the
@@ -52,6 +53,7 @@ MODES = {
     "plain": (False, "threads"),
     "batching": (True, "threads"),
     "batching_asyncio": (True, "asyncio"),
+    "asyncio": (False, "asyncio"),
 }
 #: Keys per request in the many-queries rows (the batcher's max_batch_size, so one request
 #: is one batch; raw ScaNN is measured at the same size).

@@ -59,8 +59,20 @@ def _best(values: list[float | None], high: bool = True) -> float | None:
     return max(present) if high else min(present)
 
 
+def _best_mode(by_mode: dict[str, float | None], high: bool) -> tuple[float | None, str | None]:
+    """(the best ratio, the mode that gave it) over the modes that measured it."""
+    present = {mode: v for mode, v in by_mode.items() if v is not None}
+    if not present:
+        return None, None
+    mode = (max if high else min)(present, key=present.__getitem__)
+    return present[mode], mode
+
+
 def backend_ratios(results: dict, backend: str) -> dict[str, Any]:
-    """Issue 13's ratios for one backend (best mode where the target says so)."""
+    """Issue 13's ratios for one backend. Every ratio divides two rows of the same server
+    (configuration); where a target takes the best mode, the mode is named beside it.
+    The p50 pair (vs the signature call and vs the no-op) comes from plain and from the
+    mode whose p50 is closest to its own no-op's."""
     ip, configs = results["in_process"], results["served"].get(backend, {})
     signature = ip["signature_call"]["p50_ms"]
     serial64 = ip.get("raw_scann_batched_serial_qps_by_size", {}).get(str(QUERIES_PER_REQUEST))
@@ -69,27 +81,40 @@ def backend_ratios(results: dict, backend: str) -> dict[str, Any]:
         get(cfg, key, "rows_per_s") for cfg in configs.values() for key in ("grpc_64x16", "c_64x16")
     ]
     server = (plain or {}).get("server", {})
+    p50_vs_noop = {
+        mode: ratio(get(cfg, "c_single", "p50_ms"), get(cfg, "c_noop_single", "p50_ms"))
+        for mode, cfg in configs.items()
+    }
+    p50_best, p50_mode = _best_mode(p50_vs_noop, high=False)
+    cpu, cpu_mode = _best_mode(
+        {
+            mode: ratio(
+                get(cfg, "c_16", "server_cpu_us_per_call"),
+                get(cfg, "c_noop_16", "server_cpu_us_per_call"),
+            )
+            for mode, cfg in configs.items()
+        },
+        high=False,
+    )
+    qps, qps_mode = _best_mode(
+        {
+            mode: ratio(get(cfg, "c_16", "qps"), get(cfg, "c_noop_16", "qps"))
+            for mode, cfg in configs.items()
+        },
+        high=True,
+    )
     return {
         "p50_native_vs_signature": ratio(get(plain, "c_single", "p50_ms"), signature),
-        "p50_native_vs_noop": ratio(
-            get(plain, "c_single", "p50_ms"), get(plain, "c_noop_single", "p50_ms")
+        "p50_native_vs_noop": p50_vs_noop.get("plain"),
+        "p50_best_mode": p50_mode,
+        "p50_best_mode_vs_noop": p50_best,
+        "p50_best_mode_vs_signature": ratio(
+            get(configs.get(p50_mode or ""), "c_single", "p50_ms"), signature
         ),
-        "cpu_per_predict_vs_noop_16": _best(
-            [
-                ratio(
-                    get(cfg, "c_16", "server_cpu_us_per_call"),
-                    get(cfg, "c_noop_16", "server_cpu_us_per_call"),
-                )
-                for cfg in configs.values()
-            ],
-            high=False,
-        ),
-        "qps_16_vs_noop_best_mode": _best(
-            [
-                ratio(get(cfg, "c_16", "qps"), get(cfg, "c_noop_16", "qps"))
-                for cfg in configs.values()
-            ]
-        ),
+        "cpu_per_predict_vs_noop_16": cpu,
+        "cpu_best_mode": cpu_mode,
+        "qps_16_vs_noop_best_mode": qps,
+        "qps_best_mode": qps_mode,
         "rows_per_s_64x16_best": _best(rows64),
         "rows64_fraction_of_raw_serial64": ratio(_best(rows64), serial64),
         "start_to_serving_s": server.get("start_to_serving_s"),

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scann_serving.client.contract import MANIFEST_METADATA_FIELD, SIGNATURE_DEF_METADATA_FIELD
@@ -56,6 +56,24 @@ class PredictCall:
     signature: str
     inputs: dict[str, np.ndarray]
     output_filter: tuple[str, ...] = ()
+    deadline: float | None = None  # time.monotonic() seconds
+    api: str = "grpc"
+
+
+class KeysCall(NamedTuple):
+    """The common predict request, as raw keys: `query` (and `k` for `retrieve`) only.
+
+    Adapters build one when a request has exactly that shape (`_wire.keys_call`); the core
+    answers it through the version's `predict_keys` when the version has one, and the
+    adapter sends the request down the full path (`PredictCall`) otherwise. A tuple: it is
+    built on every such call, and a frozen dataclass costs several times more to build.
+    """
+
+    model: ModelRef
+    signature: str
+    keys: list[Any]  # UTF-8 bytes, or ints (`dtype`)
+    dtype: str  # the query tensor's dtype: 'string' or 'int64'
+    k: int | None = None  # None: serving_default's exported k
     deadline: float | None = None  # time.monotonic() seconds
     api: str = "grpc"
 
@@ -192,7 +210,7 @@ class ServingCore:
 
     def _end(
         self,
-        call: PredictCall,
+        call: PredictCall | KeysCall,
         servable: Servable | None,
         error: BaseException | None,
         started: float,
@@ -231,6 +249,34 @@ class ServingCore:
         self._end(call, run.servable, None, run.started)
         return run.result(outputs)
 
+    def predict_keys(self, call: KeysCall) -> PredictResult | None:
+        """The common call's short path: the same admission, deadline, version lookup and
+        metrics as `predict`, then the version's `predict_keys` (a native version answers a
+        few keys in one search, without building arrays or running the general checks).
+        None, with nothing recorded, when there is a batcher (calls must merge) or the
+        version does not answer this call that way: the caller then runs `predict`.
+        Fast enough for an event loop (a few rows; `NativeServable.predict_keys`)."""
+        if self.batcher is not None:
+            return None
+        started = time.perf_counter()
+        self._enter()
+        servable: Servable | None = None
+        try:
+            if call.deadline is not None and time.monotonic() > call.deadline:
+                raise DeadlineExceeded("deadline expired before the request was computed")
+            servable = self.resolve(call.model)
+            short = getattr(servable, "predict_keys", None)
+            answer = short(call.signature, call.keys, call.dtype, call.k) if short else None
+        except BaseException as exc:
+            self._end(call, servable, exc, started)
+            raise
+        if answer is None:
+            self._leave()
+            return None
+        self._end(call, servable, None, started)
+        name, outputs = answer
+        return PredictResult(servable.name, servable.version, name, outputs)
+
     def runs_inline(self, run: _Prepared) -> bool:
         """Whether a call is cheaper to run on the event loop than to hand to a thread: no
         batcher, and a servable that says this call takes microseconds (`runs_quickly`:
@@ -258,7 +304,7 @@ class ServingCore:
         return run.result(outputs)
 
     def _record(
-        self, call: PredictCall, servable: Servable | None, status: str, started: float
+        self, call: PredictCall | KeysCall, servable: Servable | None, status: str, started: float
     ) -> None:
         self.metrics.request(
             model=call.model.name,

@@ -27,6 +27,7 @@ from scann_serving.server._wire import (
     check_kind,
     check_multi_inference,
     initial_health,
+    keys_call,
     metadata_response,
     model_ref,
     predict_call,
@@ -62,7 +63,11 @@ class PredictionServicer:
 
     @_translate
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return predict_response(self._core.predict(predict_call(request, context)))
+        call = keys_call(request, context)
+        result = None if call is None else self._core.predict_keys(call)
+        if result is None:
+            result = self._core.predict(predict_call(request, context))
+        return predict_response(result)
 
     @_translate
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:

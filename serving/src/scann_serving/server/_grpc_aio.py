@@ -31,6 +31,7 @@ from scann_serving.server._wire import (
     check_kind,
     check_multi_inference,
     initial_health,
+    keys_call,
     metadata_response,
     model_ref,
     predict_call,
@@ -67,8 +68,12 @@ class AsyncPredictionServicer:
 
     @_translate
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = predict_call(request, context)
-        return predict_response(await self._core.predict_async(call, self._executor))
+        short = keys_call(request, context)  # a few keys: answered on the loop, microseconds
+        result = None if short is None else self._core.predict_keys(short)
+        if result is None:
+            call = predict_call(request, context)
+            result = await self._core.predict_async(call, self._executor)
+        return predict_response(result)
 
     @_translate
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scann_serving.client.contract import IDENTIFIERS, RETRIEVE_FILTERED, SCORES
+from scann_serving.client.contract import (
+    IDENTIFIERS,
+    QUERY,
+    RETRIEVE,
+    RETRIEVE_FILTERED,
+    SCORES,
+    SERVING_DEFAULT,
+    K,
+)
 from scann_serving.server._backend import servable_signatures
 from scann_serving.server._bundle import (
     BundleError,
@@ -113,6 +121,29 @@ class NativeServable:
         self.max_k = info.settings.max_k
         self.query_ids = query_id_range(self.manifest)
         self.filters = FilterSchema.from_manifest(self.manifest)
+        self._keys_signatures = self._find_keys_signatures()
+
+    def _find_keys_signatures(self) -> dict[str, str]:
+        """Signature name -> its query dtype, for the signatures `predict_keys` answers:
+        `serving_default` (query) and `retrieve` (query, scalar int32 k) over a lookup table,
+        with the inputs the exporter writes."""
+        if self._index.table is None:
+            return {}
+        out = {}
+        for name, extra in ((SERVING_DEFAULT, {}), (RETRIEVE, {K: TensorInfo("int32", ())})):
+            signature = self.signatures.get(name)
+            if signature is None or name not in self.covered:
+                continue
+            query = signature.inputs.get(QUERY)
+            if (
+                query is not None
+                and query.shape == (None,)
+                and query.dtype in ("string", "int64")
+                and signature.inputs == {QUERY: query, **extra}
+                and set(signature.outputs) == {IDENTIFIERS, SCORES}
+            ):
+                out[name] = query.dtype
+        return out
 
     def signature(self, name: str) -> Signature:
         """The signature called `name` ('' means serving_default), or FailedPrecondition."""
@@ -155,6 +186,37 @@ class NativeServable:
         microseconds, less than handing it to another thread): the asyncio server runs
         such calls on its event loop. Filtered calls can take milliseconds, so never."""
         return rows < PARALLEL_MIN_BATCH and signature.name != RETRIEVE_FILTERED
+
+    def predict_keys(
+        self, signature: str, keys: list[Any], dtype: str, k: int | None
+    ) -> tuple[str, dict[str, np.ndarray]] | None:
+        """The common call, answered without the general conversion and checks: a few raw
+        keys (`dtype` 'string': UTF-8 bytes, 'int64': ids) to `serving_default` (k None) or
+        `retrieve` (k given). Returns (the signature's name, its outputs), the same as
+        `validate` + `run` would; None for any call this does not cover or that those would
+        refuse, which the caller then sends down the full path (and its error messages).
+        """
+        name = signature or DEFAULT_SIGNATURE
+        if self._keys_signatures.get(name) != dtype or (k is None) != (name == SERVING_DEFAULT):
+            return None
+        if not 0 < len(keys) < PARALLEL_MIN_BATCH or len(keys) > self.max_request_batch_size:
+            return None
+        if k is not None and not 1 <= k <= self.max_k:
+            return None
+        if dtype == "int64" and self.query_ids is not None:
+            low, high = self.query_ids
+            if not all(low <= key <= high for key in keys):
+                return None
+        index = self._index
+        assert index.table is not None
+        rows = index.table.rows_of(keys)
+        if rows is None:
+            return None
+        try:
+            identifiers, scores = index.retrieve_rows(rows, index.settings.k if k is None else k)
+        except Exception as exc:  # as `run`: ScaNN's errors are not the caller's fault
+            raise Internal(f"native search failed: {type(exc).__name__}: {exc}") from exc
+        return name, {IDENTIFIERS: identifiers, SCORES: scores}
 
     def run(
         self,

@@ -85,10 +85,13 @@ class SearchSettings:
     bands: tuple[SearchBand, ...]
     #: Each band's up_to_k, for `band` (looked up on every search).
     _limits: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    #: `knobs` by k, filled as searches ask (k is at most max_k, so it stays small).
+    _knobs: dict[int, tuple[int, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_bands(self.bands)
         object.__setattr__(self, "_limits", tuple(b.up_to_k for b in self.bands))
+        object.__setattr__(self, "_knobs", {})
 
     def band(self, k: int) -> SearchBand:
         """The band a search of k results uses (the graph's `tf.searchsorted`)."""
@@ -97,8 +100,14 @@ class SearchSettings:
 
     def knobs(self, k: int) -> tuple[int, int]:
         """(pre_reorder_num_neighbors, leaves_to_search) of the graph's search of k results."""
-        band = self.band(k)
-        return (max(k, band.reordering) if band.reordering > 0 else -1), band.leaves_to_search
+        knobs = self._knobs.get(k)
+        if knobs is None:
+            band = self.band(k)
+            pre_reorder = max(k, band.reordering) if band.reordering > 0 else -1
+            knobs = (pre_reorder, band.leaves_to_search)
+            if len(self._knobs) < 4096:  # k comes from requests: bounded all the same
+                self._knobs[k] = knobs
+        return knobs
 
 
 def check_bands(bands: tuple[SearchBand, ...]) -> None:
@@ -147,6 +156,30 @@ class QueryTable:
                     f"query ids must lie in {self.min_id}..{self.min_id + len(self.rows) - 1}"
                 )
         return self.rows[index]
+
+    def rows_of(self, keys: list[Any]) -> list[int] | None:
+        """The row of each of a few raw keys (UTF-8 bytes, or ints for an integer tower),
+        as `embed` would pick it; None when a key is one `embed`'s callers must check and
+        refuse first (a string that is not UTF-8, an id outside the table), so the caller
+        takes the full path and its error."""
+        if self.kind == TOWER_STRING:
+            assert self.keys is not None
+            get, found = self.keys.get, []
+            for key in keys:
+                row = get(key)
+                if row is None:
+                    try:
+                        key.decode("utf-8")
+                    except (AttributeError, UnicodeDecodeError):
+                        return None
+                    row = self.oov_row
+                found.append(row)
+            return found
+        low, size = self.min_id, len(self.rows)
+        found = [key - low for key in keys]
+        if all(0 <= row < size for row in found):
+            return found
+        return None
 
 
 class NativeIndex:
@@ -199,7 +232,7 @@ class NativeIndex:
         # (0, NaN); the TensorFlow op pads only to the longest row of the batch. Match it.
         # Padding fills the ends of rows, so a last column without NaN means no padding
         # (the common case, checked in a fraction of the full count's time).
-        if not scores.size or np.count_nonzero(np.isnan(scores[:, -1])):
+        if not scores.size or any(last != last for last in scores[:, -1].tolist()):  # NaN
             found = int((~np.isnan(scores)).sum(axis=1).max()) if scores.size else 0
             if found < scores.shape[1]:
                 indices, scores = indices[:, :found], scores[:, :found]
@@ -214,6 +247,13 @@ class NativeIndex:
     def retrieve(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """`serving_default` / `retrieve`: raw keys -> the k best candidates."""
         return self.search(self.embed(query), k)
+
+    def retrieve_rows(self, rows: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`retrieve` of keys already looked up (`QueryTable.rows_of`): the same search."""
+        assert self.table is not None
+        table = self.table.rows
+        first = rows[0]  # one key (most calls): a view, not a gather
+        return self.search(table[first : first + 1] if len(rows) == 1 else table[rows], k)
 
     def search_excluding(
         self, embeddings: np.ndarray, exclude: np.ndarray

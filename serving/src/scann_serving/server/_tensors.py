@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from scann_serving.server._errors import InvalidArgument
-from scann_serving.server._pb import DataType, TensorProto
+from scann_serving.server._pb import DataType, TensorProto, TensorShapeProto
 
 #: DataType enum values by name (TF's types.proto numbering, from the TF-free copy).
 _DT: dict[str, int] = {value.name: value.number for value in DataType.values}
@@ -146,13 +146,25 @@ def proto_to_array(proto: TensorProto, name: str) -> np.ndarray:
     return np.asarray(values, dtype=np_dtype).reshape(shape)
 
 
+#: TensorShapeProtos by shape: responses have the same few shapes ([rows, k]), and copying
+#: a built one costs less than adding its dims one by one. Bounded.
+_SHAPES: dict[tuple[int, ...], Any] = {}
+_MAX_CACHED_SHAPES = 1024
+
+
+def _shape_proto(shape: tuple[int, ...]) -> Any:
+    proto = _SHAPES.get(shape)
+    if proto is None:
+        proto = TensorShapeProto(dim=[{"size": size} for size in shape])
+        if len(_SHAPES) < _MAX_CACHED_SHAPES:
+            _SHAPES[shape] = proto
+    return proto
+
+
 def array_to_proto(array: np.ndarray, proto: TensorProto | None = None) -> Any:
     """Fills (or creates) a TensorProto from a numpy array (bytes/str object arrays → DT_STRING)."""
     proto = proto if proto is not None else TensorProto()
-    dims = proto.tensor_shape.dim
-    del dims[:]
-    for size in array.shape:
-        dims.add(size=size)
+    proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
     if array.dtype == object or array.dtype.kind in "SU":
         proto.dtype = _STRING
         flat, values = array.ravel().tolist(), proto.string_val

@@ -15,12 +15,18 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
-from scann_serving.client.contract import MANIFEST_METADATA_FIELD, SIGNATURE_DEF_METADATA_FIELD
+from scann_serving.client.contract import (
+    MANIFEST_METADATA_FIELD,
+    QUERY,
+    SIGNATURE_DEF_METADATA_FIELD,
+    K,
+)
 from scann_serving.server import _pb
 from scann_serving.server._config import GrpcConfig
 from scann_serving.server._core import (
     METHOD_CLASSIFY,
     METHOD_REGRESS,
+    KeysCall,
     ModelRef,
     PredictCall,
     PredictResult,
@@ -97,6 +103,54 @@ def predict_call(request: Any, context: Any) -> PredictCall:
         inputs={key: proto_to_array(value, key) for key, value in request.inputs.items()},
         output_filter=tuple(request.output_filter),
         deadline=deadline(context),
+    )
+
+
+#: The query tensor dtypes a `KeysCall` carries, by DataType number, and their field.
+_KEY_TYPES = {
+    _pb.DataType.values_by_name["DT_STRING"].number: ("string", "string_val"),
+    _pb.DataType.values_by_name["DT_INT64"].number: ("int64", "int64_val"),
+}
+_DT_INT32 = _pb.DataType.values_by_name["DT_INT32"].number
+
+
+def keys_call(request: Any, context: Any) -> KeysCall | None:
+    """A KeysCall when the PredictRequest is the common one: a `query` of one value per
+    row (strings or int64 ids, shape [rows]), maybe a scalar int32 `k`, no output_filter.
+    None for anything else, which `predict_call` converts and the core checks in full."""
+    inputs = request.inputs
+    count = len(inputs)
+    if count > 2 or request.output_filter:
+        return None
+    query = inputs.get(QUERY)
+    if query is None:
+        return None
+    kind = _KEY_TYPES.get(query.dtype)
+    shape = query.tensor_shape
+    dims = shape.dim
+    if kind is None or len(dims) != 1 or shape.unknown_rank or query.tensor_content:
+        return None
+    keys = list(getattr(query, kind[1]))
+    if dims[0].size != len(keys):
+        return None
+    k = None
+    if count == 2:
+        k_proto = inputs.get(K)
+        if k_proto is None or k_proto.dtype != _DT_INT32 or len(k_proto.int_val) != 1:
+            return None
+        shape = k_proto.tensor_shape
+        if shape.dim or shape.unknown_rank or k_proto.tensor_content:
+            return None
+        k = k_proto.int_val[0]
+    spec = request.model_spec
+    remaining = context.time_remaining()
+    return KeysCall(
+        model_ref(spec),
+        spec.signature_name,
+        keys,
+        kind[0],
+        k,
+        None if remaining is None else time.monotonic() + remaining,
     )
 
 
