@@ -25,7 +25,7 @@ from scann_serving.server._errors import DeadlineExceeded, Internal, ServingErro
 from scann_serving.server._grpc import PredictionServicer
 from scann_serving.server._manager import ModelManager
 from scann_serving.server._metrics import Metrics
-from scann_serving.server._native_search import TOWER_INTEGER, QueryTable
+from scann_serving.server._native_search import TOWER_INTEGER, TOWER_STRING, QueryTable
 from scann_serving.server._pb import PredictRequest, TensorProto
 from scann_serving.server._wire import keys_call, predict_call, predict_response
 
@@ -289,3 +289,11 @@ def test_integer_ids_pick_the_rows_embed_picks_and_outside_ids_are_declined(
     assert integer_table.rows_of([9]) is None and integer_table.rows_of([16]) is None
     with pytest.raises(ValueError, match=r"query ids must lie in 10\.\.15"):
         integer_table.embed(np.asarray([16], np.int64))
+
+
+def test_string_keys_are_checked_as_the_full_path_checks_them_known_or_not() -> None:
+    rows = np.zeros((3, 2), np.float32)
+    table = QueryTable(TOWER_STRING, rows, keys={b"a": 0, "é".encode(): 1, b"\xff": 2})
+    assert table.rows_of([b"a", "é".encode(), b"unknown"]) == [0, 1, 0]
+    # A table key that is not UTF-8 is still refused by validation: the lane declines it.
+    assert table.rows_of([b"\xff"]) is None and table.rows_of([b"a", b"\xc3"]) is None

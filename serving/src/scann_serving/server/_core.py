@@ -78,9 +78,9 @@ class KeysCall(NamedTuple):
     api: str = "grpc"
 
 
-@dataclass(frozen=True)
-class PredictResult:
-    """Outputs of a predict call and the version that computed them."""
+class PredictResult(NamedTuple):
+    """Outputs of a predict call and the version that computed them (a tuple, as
+    `KeysCall`: one is built for every call)."""
 
     model: str
     version: int

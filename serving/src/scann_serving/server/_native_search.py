@@ -164,17 +164,13 @@ class QueryTable:
         takes the full path and its error."""
         if self.kind == TOWER_STRING:
             assert self.keys is not None
-            get, found = self.keys.get, []
-            for key in keys:
-                row = get(key)
-                if row is None:
-                    try:
-                        key.decode("utf-8")
-                    except (AttributeError, UnicodeDecodeError):
-                        return None
-                    row = self.oov_row
-                found.append(row)
-            return found
+            get, oov = self.keys.get, self.oov_row
+            try:  # every key, known ones too: the full path checks them all
+                for key in keys:
+                    key.decode("utf-8")
+            except (AttributeError, UnicodeDecodeError):
+                return None
+            return [get(key, oov) for key in keys]
         low, size = self.min_id, len(self.rows)
         found = [key - low for key in keys]
         if all(0 <= row < size for row in found):
