@@ -294,14 +294,15 @@ class ModelManager:
                 if record is None or record.servable is None:
                     raise NotFound(f"Servable not found for request: Specific({name}, {version})")
                 return record.servable
-            available = [r for r in model.versions.values() if r.servable is not None]
-            if not available:
+            best: VersionRecord | None = None  # the highest version with a servable
+            for record in model.versions.values():
+                if record.servable is not None and (best is None or record.version > best.version):
+                    best = record
+            if best is None or best.servable is None:
                 raise NotFound(
                     f"Servable not found for request: Latest({name}): no version is available yet"
                 )
-            best = max(available, key=lambda r: r.version).servable
-            assert best is not None
-            return best
+            return best.servable
 
     def status(self, name: str, version: int | None, label: str | None) -> list[VersionRecord]:
         """Snapshots of the model's version records (one when a version or label is given)."""

@@ -116,9 +116,8 @@ class Metrics:
                     labels, _Histogram(LATENCY_BUCKETS)
                 )
                 series = self._request_series[key] = (labels, histogram)
-            labels, histogram = series
-            self._counters["requests_total"][labels] += 1.0
-            histogram.observe(seconds)
+            # requests_total is the histogram's count: `render` writes it from there.
+            series[1].observe(seconds)
 
     def loaded(
         self, model: str, version: int, result: str, seconds: float, backend: str = ""
@@ -155,6 +154,9 @@ class Metrics:
         """The Prometheus text exposition of every series."""
         lines: list[str] = []
         with self._lock:
+            requests = self._counters["requests_total"]
+            for labels, histogram in self._request_series.values():
+                requests[labels] = float(sum(histogram.counts))
             for name, (kind, text) in self._help.items():
                 full = f"{_PREFIX}_{name}"
                 lines += [f"# HELP {full} {text}", f"# TYPE {full} {kind}"]

@@ -165,7 +165,8 @@ def array_to_proto(array: np.ndarray, proto: TensorProto | None = None) -> Any:
     """Fills (or creates) a TensorProto from a numpy array (bytes/str object arrays → DT_STRING)."""
     proto = proto if proto is not None else TensorProto()
     proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
-    if array.dtype == object or array.dtype.kind in "SU":
+    np_dtype = array.dtype  # its attributes, not `== object` (that builds a dtype each call)
+    if np_dtype.kind in "OSU":
         proto.dtype = _STRING
         flat, values = array.ravel().tolist(), proto.string_val
         before = len(values)
@@ -175,12 +176,12 @@ def array_to_proto(array: np.ndarray, proto: TensorProto | None = None) -> Any:
             del values[before:]
             values.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
         return proto
-    dtype = _DTYPE_OF_NUMPY.get(array.dtype)
+    dtype = _DTYPE_OF_NUMPY.get(np_dtype)
     if dtype is None:
-        raise TypeError(f"cannot encode numpy dtype {array.dtype} as a TensorProto")
+        raise TypeError(f"cannot encode numpy dtype {np_dtype} as a TensorProto")
     proto.dtype = dtype
-    if _LITTLE_ENDIAN_HOST and array.dtype.byteorder in "=|<":
+    if _LITTLE_ENDIAN_HOST and np_dtype.byteorder in "=|<":
         proto.tensor_content = array.tobytes()  # C order, whatever the array's strides
     else:
-        proto.tensor_content = array.astype(array.dtype.newbyteorder("<")).tobytes()
+        proto.tensor_content = array.astype(np_dtype.newbyteorder("<")).tobytes()
     return proto

@@ -126,11 +126,14 @@ def keys_call(request: Any, context: Any) -> KeysCall | None:
     if query is None:
         return None
     kind = _KEY_TYPES.get(query.dtype)
+    if kind is None:
+        return None
     shape = query.tensor_shape
     dims = shape.dim
-    if kind is None or len(dims) != 1 or shape.unknown_rank or query.tensor_content:
+    # (A string tensor's tensor_content is ignored, as the full path ignores it.)
+    if len(dims) != 1 or shape.unknown_rank or (kind[0] != "string" and query.tensor_content):
         return None
-    keys = list(getattr(query, kind[1]))
+    keys = getattr(query, kind[1])[:]  # a list (slicing costs less than list())
     if dims[0].size != len(keys):
         return None
     k = None
@@ -155,14 +158,28 @@ def keys_call(request: Any, context: Any) -> KeysCall | None:
 
 
 # --- domain → responses --------------------------------------------------------------
+#: Responses holding only the model_spec, by (model, version, signature): a response
+#: starts as a copy of one (cheaper than setting the three fields). Bounded.
+_HEADS: dict[tuple[str, int, str], Any] = {}
+_MAX_CACHED_HEADS = 1024
+
+
 def predict_response(result: PredictResult) -> Any:
     """A PredictResponse from a core result."""
+    key = (result.model, result.version, result.signature)
+    head = _HEADS.get(key)
+    if head is None:
+        head = PredictResponse()
+        head.model_spec.name = result.model
+        head.model_spec.version.value = result.version
+        head.model_spec.signature_name = result.signature
+        if len(_HEADS) < _MAX_CACHED_HEADS:
+            _HEADS[key] = head
     response = PredictResponse()
-    response.model_spec.name = result.model
-    response.model_spec.version.value = result.version
-    response.model_spec.signature_name = result.signature
-    for key, value in result.outputs.items():
-        array_to_proto(value, response.outputs[key])
+    response.CopyFrom(head)
+    outputs = response.outputs
+    for name, value in result.outputs.items():
+        array_to_proto(value, outputs[name])
     return response
 
 
