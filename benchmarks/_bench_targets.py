@@ -53,13 +53,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _best(values: list[float | None], high: bool = True) -> float | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return max(present) if high else min(present)
+    return _best_mode(dict(enumerate(values)), high)[0]
 
 
-def _best_mode(by_mode: dict[str, float | None], high: bool) -> tuple[float | None, str | None]:
+def _best_mode(by_mode: dict[Any, float | None], high: bool) -> tuple[float | None, Any]:
     """(the best ratio, the mode that gave it) over the modes that measured it."""
     present = {mode: v for mode, v in by_mode.items() if v is not None}
     if not present:

@@ -146,15 +146,7 @@ def keys_call(request: Any, context: Any) -> KeysCall | None:
             return None
         k = k_proto.int_val[0]
     spec = request.model_spec
-    remaining = context.time_remaining()
-    return KeysCall(
-        model_ref(spec),
-        spec.signature_name,
-        keys,
-        kind[0],
-        k,
-        None if remaining is None else time.monotonic() + remaining,
-    )
+    return KeysCall(model_ref(spec), spec.signature_name, keys, kind[0], k, deadline(context))
 
 
 # --- domain → responses --------------------------------------------------------------
