@@ -185,6 +185,17 @@ def _fractions(t: dict, key: str) -> str:
     return f"{_pct(t.get(key))} / {_pct(t.get(f'{key}_serial'))}"
 
 
+def _pinning(results: dict) -> str:
+    """How the served rows shared the CPUs (results from before pinning say nothing)."""
+    if "pinning" not in results:
+        return ""
+    split = results["pinning"]
+    if not split:
+        return ", server and clients unpinned"
+    cpus = ",".join(map(str, split["server_cpus"]))
+    return f", server pinned to CPU {cpus} and clients to CPU {split['client_cpus'][0]}"
+
+
 def summary(results: dict) -> str:
     """Index line, issue 3's targets (met or not), the floors, and issue 13's ratios."""
     results = normalize(results)
@@ -193,8 +204,8 @@ def summary(results: dict) -> str:
         f"{results['num_candidates']:,} x {results['dim']} candidates, {index['num_leaves']} "
         f"leaves, {index['num_leaves_to_search']} searched, "
         f"{index['num_reordering_candidates']} reordered: exported recall@10 = "
-        f"{results['recall_at_10']:.3f} vs brute force; {results['cpus']} CPUs; load average "
-        f"{results.get('load_average', '?')} at start.",
+        f"{results['recall_at_10']:.3f} vs brute force; {results['cpus']} CPUs{_pinning(results)}; "
+        f"load average {results.get('load_average', '?')} at start.",
         f"Target 1 (TensorFlow backend), served gRPC p50 <= {LATENCY_TARGET}x the signature "
         f"call: {_x(t['latency_ratio'])} with the Python stub, "
         f"{_x(t.get('latency_ratio_native'))} with h2load "

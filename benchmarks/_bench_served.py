@@ -18,14 +18,21 @@ JSON, `c_` for h2load's):
 `c_noop_single`, `c_single`, `c_noop_16` and `c_16`, the rows issue 13's ratios divide,
 run last, in `--h2load-rounds` interleaved rounds (`_bench_status.measure_rounds`); each
 keeps its median round and lists every round under `rounds`.
+
+With pinning (`cpu_split`, on by default with 2 or more CPUs), once a server is SERVING its
+threads are moved to every CPU but the last and the clients (h2load, the Python load
+processes, this process) to the last one, so load generator and server stop taking turns
+on the same cores: the nearest this one machine comes to a client on another machine. The
+start-to-SERVING time is taken before, unpinned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -128,6 +135,42 @@ def server_flags(args: Any, backend: str, mode: str, workdir: Path) -> list[str]
     return flags
 
 
+def cpu_split(pin: bool | None) -> dict[str, list[int]] | None:
+    """The CPUs of the server and of the clients when pinning (`--pin`/`--no-pin`; None
+    pins when this process may run on 2 or more CPUs): the clients get the last CPU, the
+    server the others. None when not pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin is False or (pin is None and len(cpus) < 2):
+        return None
+    if len(cpus) < 2:
+        raise SystemExit(f"--pin needs 2 or more CPUs, this process may use {cpus}; use --no-pin")
+    return {"server_cpus": cpus[:-1], "client_cpus": cpus[-1:]}
+
+
+def pin_threads(pid: int, cpus: list[int]) -> None:
+    """Every thread of process `pid` onto `cpus` (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+@contextlib.contextmanager
+def pinned(server_pid: int, split: dict[str, list[int]] | None) -> Iterator[None]:
+    """The server's threads on `split`'s server CPUs and this process's (and so every
+    client it starts) on the client CPUs, until the block ends; nothing when `split` is
+    None. This process may use all of its CPUs again afterwards."""
+    if split is None:
+        yield
+        return
+    own = sorted(os.sched_getaffinity(0))
+    pin_threads(server_pid, split["server_cpus"])
+    pin_threads(os.getpid(), split["client_cpus"])
+    try:
+        yield
+    finally:
+        pin_threads(os.getpid(), own)
+
+
 def served(
     base: Path,
     num_queries: int,
@@ -153,7 +196,8 @@ def served(
         out["server"] = {"flags": flags, "start_to_serving_s": time.monotonic() - started}
         out["server"].update(memory_mib(server.process.pid))
         save()
-        _rows(server, num_queries, args, out, save)
+        with pinned(server.process.pid, getattr(args, "cpu_split", None)):
+            _rows(server, num_queries, args, out, save)
         out["server"]["after_load"] = memory_mib(server.process.pid)
         save()
     finally:

@@ -19,6 +19,11 @@ measures, on the same machine and in the same run:
   * the floor: a no-op gRPC call (grpc.health.v1 Check) on the same server
   * per backend: the server's start-to-SERVING time and resident memory (/proc)
 
+While a server is measured (after its start-to-SERVING time), it runs on every CPU but
+the last and the clients (h2load, the Python load processes, this process) on the last one,
+when the machine has 2 or more (`--pin`/`--no-pin`): load generator and server then stop
+taking turns on one core, the nearest one machine comes to a client on another machine.
+
 Every served call is counted by status: the calls an h2load timed run cancels at its end
 are told apart from real errors, which the table reports. A configuration or row that
 fails is a row marked failed with its reason; the others still run, and
@@ -61,7 +66,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_data import K, catalogue, log, publish, tune
 from _bench_inprocess import in_process
 from _bench_report import plot, table, targets
-from _bench_served import MODES, default_backends, external, has_backend_flag, served
+from _bench_served import (
+    MODES,
+    cpu_split,
+    default_backends,
+    external,
+    has_backend_flag,
+    served,
+)
 from _bench_status import reason
 from scann_serving.export import IndexConfig
 from scann_serving.export.evaluation import exact_top_k
@@ -82,6 +94,13 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=3,
         help="interleaved rounds of the h2load Predict and no-op rows (their median is kept)",
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="while measuring a server, run it on every CPU but the last and the clients on "
+        "the last (default: on with 2 or more CPUs)",
     )
     parser.add_argument("--client-processes", type=int, default=2, help="gRPC load processes")
     parser.add_argument("--batch-timeout-micros", type=int, default=0, help="batching parameter")
@@ -196,9 +215,11 @@ def main() -> None:
         return
     args.server_has_backend_flag = has_backend_flag()
     args.backends = args.backends or default_backends(args.server_has_backend_flag)
+    args.cpu_split = cpu_split(args.pin)
     load_average = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"catalogue: {args.num_candidates:,} x {args.dim}, {args.num_queries} queries")
     log(f"backends: {', '.join(args.backends)}")
+    log(f"pinning: {args.cpu_split or 'off'}")
     items, queries = catalogue(
         args.num_candidates, args.dim, args.num_queries, args.seed, args.spread
     )
@@ -232,6 +253,7 @@ def main() -> None:
             "tuning_recall_at_10": tuning.chosen.recall if tuning else 1.0,
             "tuning_sweep": tuning.to_dict()["sweep"] if tuning else [],
             "cpus": os.cpu_count(),
+            "pinning": args.cpu_split,
             "backends": args.backends,
             "in_process": ip,
             "served": {},

@@ -165,6 +165,79 @@ def test_backend_flags_only_name_tensorflow_to_a_server_that_has_the_flag() -> N
     assert _bench_served.default_backends(True) == ["tensorflow", "native"]
 
 
+def _allowed_cpus(pid: int) -> dict[int, str]:
+    """Each thread of `pid` -> its Cpus_allowed_list, as the kernel reports it."""
+    allowed = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                allowed[int(task.name)] = line.split(":", 1)[1].strip()
+    return allowed
+
+
+def test_cpu_split_gives_the_clients_the_last_cpu_and_obeys_the_flag() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    assert _bench_served.cpu_split(False) is None
+    if len(cpus) >= 2:
+        split = {"server_cpus": cpus[:-1], "client_cpus": cpus[-1:]}
+        assert _bench_served.cpu_split(None) == _bench_served.cpu_split(True) == split
+    os.sched_setaffinity(0, cpus[:1])  # this thread alone: one CPU
+    try:
+        assert _bench_served.cpu_split(None) is None
+        with pytest.raises(SystemExit, match=r"--pin needs 2 or more CPUs.*--no-pin"):
+            _bench_served.cpu_split(True)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs 2 CPUs")
+def test_pinning_moves_every_server_thread_and_the_clients_and_undoes_itself() -> None:
+    """A real process with several threads: all of them (and threads started later) on the
+    server CPUs, this process's threads and its children on the client CPU, and this
+    process back on all of its CPUs after the block, a failing one too."""
+    code = (
+        "import threading, time, sys\n"
+        "ts = [threading.Thread(target=time.sleep, args=(60,), daemon=True) for _ in range(3)]\n"
+        "[t.start() for t in ts]\n"
+        "print('up', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "t = threading.Thread(target=time.sleep, args=(60,), daemon=True); t.start()\n"
+        "print('more', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        assert server.stdout.readline() == "up\n"
+        split = _bench_served.cpu_split(True)
+        assert split is not None
+        own_before = _allowed_cpus(os.getpid())
+        failing_row = pytest.raises(RuntimeError, match="a row failed")
+        with failing_row, _bench_served.pinned(server.pid, split):
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            assert server.stdout.readline() == "more\n"
+            server_allowed = _allowed_cpus(server.pid)
+            assert len(server_allowed) >= 5  # main, 3 sleepers, the later one
+            wanted = {
+                os.sched_getaffinity(tid) == set(split["server_cpus"]) for tid in server_allowed
+            }
+            assert wanted == {True}, server_allowed
+            assert os.sched_getaffinity(0) == set(split["client_cpus"])
+            child = subprocess.run(
+                ["cat", "/proc/self/status"], capture_output=True, text=True, check=True
+            )
+            line = next(x for x in child.stdout.splitlines() if x.startswith("Cpus_allowed_list"))
+            assert line.split(":")[1].strip() == str(split["client_cpus"][0])
+            raise RuntimeError("a row failed")
+        assert _allowed_cpus(os.getpid()) == own_before
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_report_recomputes_the_committed_targets(tmp_path: Path) -> None:
     results = json.loads((BENCHMARKS / "results" / "bench_serving.json").read_text())
     committed = results["served"]  # the layout from before backends: served[mode]
@@ -279,6 +352,7 @@ def test_the_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert list(failed) == list(_bench_served.MODES)
     assert all("no_such_backend" in cfg["failed"] for cfg in failed.values())
 
+    assert results["pinning"] == _bench_served.cpu_split(None)  # on with 2 CPUs or more
     assert results["in_process"]["raw_scann_batched_serial_qps_by_size"]["64"] > 0
     ratios = results["targets"]["by_backend"]["tensorflow"]
     assert ratios["real_errors"] == 0 and ratios["failed_rows"] == []
