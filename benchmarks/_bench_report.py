@@ -11,6 +11,7 @@ from _bench_targets import (
     LATENCY_TARGET,
     THROUGHPUT_TARGET,
     get,
+    native_verdicts,
     normalize,
     row,
     targets,
@@ -197,7 +198,8 @@ def _pinning(results: dict) -> str:
 
 
 def summary(results: dict) -> str:
-    """Index line, issue 3's targets (met or not), the floors, and issue 13's ratios."""
+    """Index line, issue 3's targets (met or not), the floors, issue 13's ratios per backend
+    and its native targets (met or not)."""
     results = normalize(results)
     t, index = results.get("targets") or targets(results), results["index"]
     lines = [
@@ -240,6 +242,19 @@ def summary(results: dict) -> str:
         lines.append(
             f"native / tensorflow: start to SERVING {_x(t['native_start_vs_tensorflow'])}, "
             f"RSS {_x(t['native_rss_vs_tensorflow'])}."
+        )
+    verdicts = native_verdicts(t)
+    if verdicts:
+        met = sum(v["met"] for v in verdicts)
+        lines.append(
+            f"Issue 13 (native backend), {met} of {len(verdicts)} targets met: "
+            + "; ".join(
+                f"{v['target']} {_x(v['value'])} "
+                f"({'<=' if v['at_most'] else '>='} {v['limit']:.2f}, "
+                f"{'met' if v['met'] else 'NOT met'})"
+                for v in verdicts
+            )
+            + "."
         )
     if "latency_ratio_external" in t:
         ext = results["external"]

@@ -15,6 +15,23 @@ CONCURRENCY = (1, 4, 16)
 LATENCY_TARGET, THROUGHPUT_TARGET = 1.5, 0.25
 #: Served configurations with batching (the throughput target counts the best of them).
 BATCHING_MODES = tuple(name for name, (batching, _) in MODES.items() if batching)
+#: Issue 13's targets for the native backend: (what, key, limit, the ratio must be at most
+#: the limit). Keys are `by_backend["native"]`'s, or the top level's for the two ratios to
+#: the TensorFlow backend. The p50 pair comes from one mode: the one closest to its no-op.
+NATIVE_TARGETS = (
+    ("h2load p50 vs the signature call", "p50_best_mode_vs_signature", 1.25, True),
+    ("h2load p50 vs the no-op's", "p50_best_mode_vs_noop", 1.3, True),
+    ("server CPU/Predict @16 vs the no-op's", "cpu_per_predict_vs_noop_16", 1.5, True),
+    ("q/s @16 vs the no-op's", "qps_16_vs_noop_best_mode", 0.6, False),
+    (
+        f"{QUERIES_PER_REQUEST} queries/request rows/s vs raw search_batched",
+        "rows64_fraction_of_raw_serial64",
+        0.4,
+        False,
+    ),
+    ("start to SERVING vs tensorflow", "native_start_vs_tensorflow", 1 / 3, True),
+    ("RSS vs tensorflow", "native_rss_vs_tensorflow", 0.5, True),
+)
 
 
 def normalize(results: dict) -> dict:
@@ -141,6 +158,20 @@ def failed_rows(configs: dict) -> list[str]:
     return out
 
 
+def native_verdicts(t: dict) -> list[dict[str, Any]]:
+    """Each of issue 13's native targets with its measured value and whether it is met
+    (a ratio this run did not measure is not met); [] when the native backend did not run."""
+    native = t.get("by_backend", {}).get("native")
+    if native is None:
+        return []
+    out = []
+    for what, key, limit, at_most in NATIVE_TARGETS:
+        value = native.get(key, t.get(key))
+        met = value is not None and (value <= limit if at_most else value >= limit)
+        out.append({"target": what, "value": value, "limit": limit, "at_most": at_most, "met": met})
+    return out
+
+
 def targets(results: dict) -> dict:
     """Issue 3's targets on the TensorFlow backend (as before), and issue 13's ratios per
     backend (`by_backend`, plus native / tensorflow start and RSS when both ran).
@@ -197,4 +228,5 @@ def targets(results: dict) -> dict:
             native["start_to_serving_s"], tf["start_to_serving_s"]
         )
         out["native_rss_vs_tensorflow"] = ratio(native["rss_mib"], tf["rss_mib"])
+    out["native_targets"] = native_verdicts(out)
     return out

@@ -262,6 +262,52 @@ def test_report_recomputes_the_committed_targets(tmp_path: Path) -> None:
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_issue_13_verdicts_follow_the_rows_of_the_committed_pinned_run() -> None:
+    results = json.loads((BENCHMARKS / "results" / "bench_serving_pinned_1m.json").read_text())
+    served, signature = results["served"], results["in_process"]["signature_call"]["p50_ms"]
+    t = _bench_targets.targets(results)
+    verdicts = {v["target"]: v for v in t["native_targets"]}
+    assert len(verdicts) == len(_bench_targets.NATIVE_TARGETS)
+    for v in verdicts.values():
+        assert v["met"] == (v["value"] <= v["limit"] if v["at_most"] else v["value"] >= v["limit"])
+
+    def rows(mode: str, key: str, field: str) -> float:
+        return float(served["native"][mode][key][field])
+
+    # The p50 pair is one mode's: the one whose Predict p50 is closest to its own no-op's.
+    by_mode = {
+        m: rows(m, "c_single", "p50_ms") / rows(m, "c_noop_single", "p50_ms")
+        for m in served["native"]
+    }
+    mode = min(by_mode, key=by_mode.__getitem__)
+    assert verdicts["h2load p50 vs the no-op's"]["value"] == pytest.approx(by_mode[mode])
+    assert verdicts["h2load p50 vs the signature call"]["value"] == pytest.approx(
+        rows(mode, "c_single", "p50_ms") / signature
+    )
+    cpu = min(
+        rows(m, "c_16", "server_cpu_us_per_call") / rows(m, "c_noop_16", "server_cpu_us_per_call")
+        for m in served["native"]
+    )
+    assert verdicts["server CPU/Predict @16 vs the no-op's"]["value"] == pytest.approx(cpu)
+    start = served["native"]["plain"]["server"]["start_to_serving_s"]
+    assert verdicts["start to SERVING vs tensorflow"]["value"] == pytest.approx(
+        start / served["tensorflow"]["plain"]["server"]["start_to_serving_s"]
+    )
+    met = sum(v["met"] for v in verdicts.values())
+    assert f"Issue 13 (native backend), {met} of {len(verdicts)} targets met" in (
+        _bench_report.summary(results)
+    )
+
+    # A ratio the run could not measure is not met; without the native backend, no verdicts.
+    for cfg in served["native"].values():
+        cfg["c_16"] = {"failed": "h2load exited 1"}
+    t = _bench_targets.targets(results)
+    cpu_verdict = next(v for v in t["native_targets"] if v["target"].startswith("server CPU"))
+    assert cpu_verdict["value"] is None and cpu_verdict["met"] is False
+    del served["native"]
+    assert _bench_targets.targets(results)["native_targets"] == []
+
+
 def test_tuning_is_the_exporters_sweep_and_reaches_the_target() -> None:
     k = _bench_data.K
     items, queries = _bench_data.catalogue(6_000, 8, 200, seed=0, spread=1.0)

@@ -351,6 +351,19 @@ class TestNativeImage:
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, case.signature
             assert "--backend=tensorflow" in str(refused.value.details()), case.signature
 
+    def test_is_at_most_a_quarter_of_the_full_image(self, engine: str) -> None:
+        """Issue 13's size target, read from the two images as built (their whole size,
+        the shared Debian + Python base layers included)."""
+        sizes = {
+            name: int(json.loads(podman("image", "inspect", IMAGES[name]).stdout)[0]["Size"])
+            for name in ("scann-serve", "scann-serve-native")
+        }
+        _record(
+            full_image_mb=sizes["scann-serve"] / 1e6,
+            native_image_mb=sizes["scann-serve-native"] / 1e6,
+        )
+        assert sizes["scann-serve-native"] * 4 <= sizes["scann-serve"], sizes
+
     def test_has_no_tensorflow(self, native_pod: Pod) -> None:
         imported = podman(
             "exec", native_pod.container, "python", "-c", "import tensorflow", check=False
